@@ -1,0 +1,1 @@
+"""The Store WeCom Console: Streamlit pages, HTTP routes, CLI and message catalog."""

@@ -1,0 +1,48 @@
+"""The one message catalog for user-facing text (Simplified Chinese now).
+
+Each domain keeps its keys in its own module here (common, auth, stores, …);
+they merge into one catalog per language. `t(key, **params)` formats a message;
+an unknown key is shown as itself so a missing text is visible, never a crash.
+"""
+
+import importlib
+import logging
+import pkgutil
+from typing import Any
+
+from core.errors import DomainError
+
+log = logging.getLogger(__name__)
+
+LANGUAGE = "zh_CN"
+CATALOG: dict[str, dict[str, str]] = {LANGUAGE: {}}
+
+
+def _load() -> None:
+    for module_info in pkgutil.iter_modules(__path__):
+        module = importlib.import_module(f"{__name__}.{module_info.name}")
+        for key, text in getattr(module, "ZH_CN", {}).items():
+            if key in CATALOG[LANGUAGE]:
+                raise RuntimeError(f"message key {key!r} defined twice")
+            CATALOG[LANGUAGE][key] = text
+
+
+def t(key: str, **params: Any) -> str:
+    text = CATALOG[LANGUAGE].get(key)
+    if text is None:
+        log.warning("missing message %s", key)
+        return key
+    if not params:
+        return text
+    try:
+        return text.format(**{k: ("" if v is None else v) for k, v in params.items()})
+    except (KeyError, IndexError, ValueError):
+        log.warning("message %s lacks a parameter in %s", key, params)
+        return text
+
+
+def error_text(error: DomainError) -> str:
+    return t(error.key, **error.params)
+
+
+_load()

@@ -1,0 +1,71 @@
+"""Who is looking at the page, resolved from the session cookie on every rerun,
+and the permission check every page makes again before it renders."""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import streamlit as st
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from console.messages import error_text, t
+from console.web.cookies import SESSION_COOKIE, logout_token, unsign_session
+from core.auth import sessions
+from core.errors import DomainError
+from core.permissions import Actor, Capability
+from db.engine import get_engine
+
+ACTOR_KEY = "_actor"
+
+
+@st.cache_resource
+def engine() -> Engine:
+    """One engine per process, shared by all sessions (never a Session)."""
+    return get_engine()
+
+
+@contextmanager
+def db() -> Iterator[Session]:
+    """A session for one action: committed on success, rolled back on error."""
+    with Session(engine(), expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+def read_session_token() -> str | None:
+    return unsign_session(st.context.cookies.get(SESSION_COOKIE))
+
+
+def resolve_actor() -> Actor | None:
+    """Resolve the user from the cookie (called by app.py on every rerun)."""
+    token = read_session_token()
+    with db() as session:
+        actor = sessions.resolve(session=session, token=token)
+    st.session_state[ACTOR_KEY] = actor
+    return actor
+
+
+def logout_url() -> str:
+    token = read_session_token()
+    return f"/logout?t={logout_token(token)}" if token else "/login"
+
+
+def page_actor(capability: Capability) -> Actor:
+    """The current actor, after checking again that it may use this page."""
+    actor = st.session_state.get(ACTOR_KEY)
+    if actor is None:
+        st.warning(t("login.required"))
+        st.link_button(t("login.go_to_login"), "/login")
+        st.stop()
+    if not actor.can(capability):
+        st.error(t("error.permission_denied"))
+        st.stop()
+    return actor
+
+
+def show_error(error: DomainError) -> None:
+    st.error(error_text(error))

@@ -1,0 +1,28 @@
+"""GET /healthz: database reachable and the sidecar's heartbeat age."""
+
+from sqlmodel import Session
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from core.scheduling.lease import heartbeat_age_seconds
+from db.engine import DatabaseUnavailable, check_database, get_engine
+
+# Older than this, the sidecar is reported as stale (it renews every 10 s).
+STALE_AFTER_SECONDS = 60
+
+
+def healthz(_request: Request) -> JSONResponse:
+    engine = get_engine()
+    try:
+        check_database(engine)
+    except DatabaseUnavailable as exc:
+        return JSONResponse({"status": "error", "database": "unreachable", "detail": str(exc)}, status_code=503)
+    with Session(engine) as session:
+        age = heartbeat_age_seconds(session=session)
+    scheduler = "missing" if age is None else ("stale" if age > STALE_AFTER_SECONDS else "ok")
+    return JSONResponse({"status": "ok", "database": "ok", "scheduler": scheduler,
+                         "scheduler_heartbeat_age_seconds": None if age is None else round(age, 1)})
+
+
+ROUTES = [Route("/healthz", healthz, methods=["GET"])]

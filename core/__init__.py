@@ -1,0 +1,1 @@
+"""Domain services of the Store WeCom Console. Never imports Streamlit."""

@@ -1,0 +1,92 @@
+"""Writing and reading the audit log."""
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, col, select
+
+from core.permissions import Actor, Capability, require
+from db.models import AuditEntry
+
+
+def _dump(value: dict[str, Any] | None) -> str | None:
+    if value is None:
+        return None
+    return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+
+
+def record(
+    *,
+    session: Session,
+    actor: Actor,
+    action: str,
+    entity_type: str,
+    entity_id: str | int,
+    branch_id: int | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+) -> AuditEntry:
+    """Add an audit entry in the caller's transaction, so it lands with the change."""
+    entry = AuditEntry(
+        actor_user_id=actor.user_id,
+        actor_name=actor.name,
+        action=action,
+        entity_type=entity_type,
+        entity_id=str(entity_id),
+        branch_id=branch_id,
+        before_json=_dump(before),
+        after_json=_dump(after),
+    )
+    session.add(entry)
+    return entry
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor_name: str | None = None
+    action: str | None = None
+    entity_type: str | None = None
+    entity_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+
+
+def search(
+    *, session: Session, actor: Actor, filters: AuditFilter, offset: int = 0, limit: int = 50
+) -> tuple[list[AuditEntry], int]:
+    """One page of entries, newest first, and the total; branch-scoped readers
+    see only their branch's entries."""
+    require(actor, Capability.view_audit)
+    conditions = []
+    if actor.branch_scope is not None:
+        conditions.append(AuditEntry.branch_id == actor.branch_scope)
+    if filters.actor_name:
+        conditions.append(func.lower(AuditEntry.actor_name) == filters.actor_name.strip().lower())
+    if filters.action:
+        conditions.append(AuditEntry.action == filters.action)
+    if filters.entity_type:
+        conditions.append(AuditEntry.entity_type == filters.entity_type)
+    if filters.entity_id:
+        conditions.append(AuditEntry.entity_id == filters.entity_id.strip())
+    if filters.since:
+        conditions.append(AuditEntry.at >= filters.since)
+    if filters.until:
+        conditions.append(AuditEntry.at < filters.until)
+    total = session.exec(select(func.count()).select_from(AuditEntry).where(*conditions)).one()
+    rows = session.exec(
+        select(AuditEntry).where(*conditions)
+        .order_by(col(AuditEntry.at).desc(), col(AuditEntry.id).desc())
+        .offset(offset).limit(limit)
+    ).all()
+    return list(rows), total
+
+
+def distinct_actions(*, session: Session) -> list[str]:
+    return list(session.exec(select(AuditEntry.action).distinct().order_by(AuditEntry.action)).all())
+
+
+def distinct_entity_types(*, session: Session) -> list[str]:
+    return list(session.exec(select(AuditEntry.entity_type).distinct().order_by(AuditEntry.entity_type)).all())

@@ -1,0 +1,43 @@
+"""Table exports: xlsx, and CSV in utf-8-sig (what Excel on Chinese Windows
+opens correctly). Cells that a spreadsheet would run as a formula are neutralised."""
+
+import io
+
+import pandas as pd
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralise(value: object) -> object:
+    """Prefix text that starts like a formula with a quote (CSV/formula injection)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _safe(frame: pd.DataFrame) -> pd.DataFrame:
+    safe = frame.copy()
+    for column in safe.columns:
+        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
+            safe[column] = safe[column].map(neutralise)
+    return safe
+
+
+def to_csv_bytes(frame: pd.DataFrame) -> bytes:
+    return _safe(frame).to_csv(index=False).encode("utf-8-sig")
+
+
+def to_xlsx_bytes(frame: pd.DataFrame, sheet_name: str = "Sheet1") -> bytes:
+    buffer = io.BytesIO()
+    safe = _safe(frame)
+    with pd.ExcelWriter(buffer, engine="xlsxwriter",
+                        engine_kwargs={"options": {"strings_to_formulas": False, "strings_to_numbers": False,
+                                                   "strings_to_urls": False}}) as writer:
+        safe.to_excel(writer, index=False, sheet_name=sheet_name)
+        worksheet = writer.sheets[sheet_name]
+        text = writer.book.add_format({"num_format": "@"})
+        for index, column in enumerate(safe.columns):
+            width = min(40, max(8, int(safe[column].astype(str).str.len().max() if len(safe) else 8) + 2,
+                                len(str(column)) * 2 + 2))
+            worksheet.set_column(index, index, width, text if safe[column].dtype == object else None)
+    return buffer.getvalue()

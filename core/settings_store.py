@@ -1,0 +1,86 @@
+"""Settings an operator changes in the console override the environment defaults.
+
+`effective` is what every service reads. Each key declares its type and bounds
+so that a bad value is refused when saved, not when used.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from sqlmodel import Session, select
+
+from core import audit
+from core.config import get_settings
+from core.errors import InvalidInput
+from core.permissions import Actor, Capability, require
+from core.timeutil import utcnow
+from db.models import SettingOverride
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    key: str
+    default: Callable[[], Any]
+    kind: type
+    minimum: int | None = None
+    maximum: int | None = None
+    capability: Capability = Capability.manage_alerts
+
+
+SPECS: dict[str, SettingSpec] = {}
+
+
+def register(spec: SettingSpec) -> SettingSpec:
+    SPECS[spec.key] = spec
+    return spec
+
+
+register(SettingSpec("capacity.default_limit", lambda: get_settings().CAPACITY_DEFAULT_LIMIT, int, 1, 1_000_000,
+                     Capability.manage_accounts))
+register(SettingSpec("capacity.warn_pct", lambda: get_settings().CAPACITY_WARN_PCT, int, 1, 100))
+register(SettingSpec("capacity.critical_pct", lambda: get_settings().CAPACITY_CRITICAL_PCT, int, 1, 100))
+
+
+def effective(*, session: Session, key: str) -> Any:
+    spec = SPECS[key]
+    row = session.get(SettingOverride, key)
+    if row is None:
+        return spec.default()
+    return json.loads(row.value_json)
+
+
+def effective_all(*, session: Session) -> dict[str, Any]:
+    rows = {r.key: json.loads(r.value_json) for r in session.exec(select(SettingOverride)).all()}
+    return {key: rows.get(key, spec.default()) for key, spec in SPECS.items()}
+
+
+def validate(key: str, value: Any) -> Any:
+    spec = SPECS.get(key)
+    if spec is None:
+        raise InvalidInput("settings.unknown_key", key=key)
+    try:
+        typed = spec.kind(value)
+    except (TypeError, ValueError):
+        raise InvalidInput("settings.bad_value", key=key) from None
+    if spec.minimum is not None and typed < spec.minimum or spec.maximum is not None and typed > spec.maximum:
+        raise InvalidInput("settings.out_of_range", key=key, minimum=spec.minimum, maximum=spec.maximum)
+    return typed
+
+
+def save(*, session: Session, actor: Actor, key: str, value: Any) -> None:
+    spec = SPECS.get(key)
+    if spec is None:
+        raise InvalidInput("settings.unknown_key", key=key)
+    require(actor, spec.capability)
+    typed = validate(key, value)
+    before = effective(session=session, key=key)
+    row = session.get(SettingOverride, key)
+    if row is None:
+        row = SettingOverride(key=key, value_json=json.dumps(typed))
+    row.value_json = json.dumps(typed)
+    row.updated_at = utcnow()
+    row.updated_by_id = actor.user_id
+    session.add(row)
+    audit.record(session=session, actor=actor, action="setting.update", entity_type="setting",
+                 entity_id=key, before={"value": before}, after={"value": typed})

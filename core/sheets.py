@@ -1,0 +1,245 @@
+"""Reading the sheets people upload: .xlsx, or .csv in UTF-8, UTF-8 with BOM,
+GB18030/GBK or UTF-16 (what Excel on Chinese Windows saves).
+
+Every value comes back as text. ID columns are never numbers: when Excel has
+already turned an ID into a number (a numeric cell, ``123.0``, ``1.23E+05``),
+the row carries a note so the caller can explain the lost leading zeros. File
+problems raise `SheetError`; row problems are the caller's to judge.
+"""
+
+import csv
+import io
+import re
+import unicodedata
+import zipfile
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from core.errors import DomainError
+
+MAX_BYTES = 10 * 1024 * 1024
+MAX_ROWS = 100_000
+# An .xlsx is a zip; refuse one that would inflate past this (zip bombs).
+MAX_UNZIPPED_BYTES = 400 * 1024 * 1024
+MAX_COMPRESSION_RATIO = 200
+
+_NUMBER_LIKE = re.compile(r"^[+-]?(\d+\.\d*|\d*\.\d+|\d+(\.\d*)?[eE][+-]?\d+)$")
+_OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+
+
+class SheetError(DomainError):
+    """The file as a whole cannot be read; nothing in it is used."""
+
+
+@dataclass(frozen=True)
+class SheetColumn:
+    key: str
+    headers: tuple[str, ...]
+    required: bool = True
+    is_id: bool = False
+
+    @property
+    def label(self) -> str:
+        return self.headers[0]
+
+
+@dataclass(frozen=True)
+class CellNote:
+    field: str
+    kind: str  # numeric_id | formula | normalized
+    original: str
+
+
+@dataclass
+class SheetRow:
+    row_number: int  # as Excel shows it (the header is row 1 when it is the first line)
+    values: dict[str, str]
+    notes: list[CellNote] = field(default_factory=list)
+    raw: dict[str, str] = field(default_factory=dict)  # every column of the file, for error reports
+
+    def notes_of(self, kind: str) -> list[CellNote]:
+        return [n for n in self.notes if n.kind == kind]
+
+
+@dataclass
+class Sheet:
+    rows: list[SheetRow]
+    header_row: int
+    headers: list[str]
+    file_kind: str  # xlsx | csv
+    encoding: str | None = None
+
+
+def _header_key(text: str) -> str:
+    return re.sub(r"[\s_]+", "", unicodedata.normalize("NFKC", text)).lower()
+
+
+def normalise_text(value: str) -> str:
+    """Strip surrounding (also full-width) spaces."""
+    return value.strip().strip("\u3000\ufeff").strip()
+
+
+def normalise_id(value: str) -> str:
+    """Full-width digits and letters (０１２３, ＡＢ) to ASCII, spaces stripped."""
+    return unicodedata.normalize("NFKC", normalise_text(value)).strip()
+
+
+def _format_number(value: float | int) -> str:
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _check_size(data: bytes) -> None:
+    if not data or not data.strip():
+        raise SheetError("sheet.empty_file")
+    if len(data) > MAX_BYTES:
+        raise SheetError("sheet.too_large", limit_mb=MAX_BYTES // (1024 * 1024))
+
+
+def read_sheet(data: bytes, filename: str, columns: list[SheetColumn], *, max_rows: int = MAX_ROWS) -> Sheet:
+    _check_size(data)
+    name = filename.lower()
+    if data.startswith(_OLE_MAGIC):
+        # Encrypted .xlsx files and old .xls files are OLE compound files.
+        raise SheetError("sheet.encrypted_or_xls")
+    if data.startswith(b"PK"):
+        if not name.endswith((".xlsx", ".xlsm")) and not name.endswith(".csv"):
+            raise SheetError("sheet.unsupported_type", filename=filename)
+        table, kind, encoding = _xlsx_cells(data), "xlsx", None
+    elif name.endswith((".xlsx", ".xlsm")):
+        raise SheetError("sheet.not_a_workbook", filename=filename)
+    elif name.endswith((".csv", ".txt")):
+        text, encoding = _decode_text(data)
+        table, kind = _csv_cells(text), "csv"
+    else:
+        raise SheetError("sheet.unsupported_type", filename=filename)
+    return _to_rows(table, columns, kind, encoding, max_rows)
+
+
+def _decode_text(data: bytes) -> tuple[str, str]:
+    if b"\x00" in data[:4096] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        raise SheetError("sheet.binary_file")
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16"), "utf-16"
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = data.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+        if encoding == "gb18030" and _looks_binary(text):
+            break
+        return text, encoding
+    raise SheetError("sheet.unknown_encoding")
+
+
+def _looks_binary(text: str) -> bool:
+    sample = text[:4096]
+    controls = sum(1 for ch in sample if unicodedata.category(ch) == "Cc" and ch not in "\r\n\t")
+    return controls > len(sample) // 50
+
+
+# A cell: (text, kind) where kind is "s" text, "n" number, "f" formula, "d" date.
+Cell = tuple[str, str]
+
+
+def _csv_cells(text: str) -> list[list[Cell]]:
+    if _looks_binary(text):
+        raise SheetError("sheet.binary_file")
+    sample = text[:8192]
+    try:
+        dialect = csv.Sniffer().sniff(sample, delimiters=",\t;")
+        delimiter = dialect.delimiter
+    except csv.Error:
+        delimiter = ","
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    return [[(value, "s") for value in row] for row in reader]
+
+
+def _xlsx_cells(data: bytes) -> list[list[Cell]]:
+    import openpyxl
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+        names = set(archive.namelist())
+        infos = archive.infolist()
+    except zipfile.BadZipFile:
+        raise SheetError("sheet.not_a_workbook", filename="") from None
+    if "xl/workbook.xml" not in names:
+        raise SheetError("sheet.not_a_workbook", filename="")
+    unzipped = sum(i.file_size for i in infos)
+    compressed = max(1, sum(i.compress_size for i in infos))
+    if unzipped > MAX_UNZIPPED_BYTES or unzipped / compressed > MAX_COMPRESSION_RATIO:
+        raise SheetError("sheet.zip_bomb")
+    try:
+        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+    except Exception:  # openpyxl raises many kinds on a damaged file
+        raise SheetError("sheet.not_a_workbook", filename="") from None
+    try:
+        worksheet = workbook.worksheets[0]
+        table: list[list[Cell]] = []
+        for row in worksheet.iter_rows():
+            cells: list[Cell] = []
+            for cell in row:
+                value = getattr(cell, "value", None)
+                if value is None:
+                    cells.append(("", "s"))
+                elif cell.data_type == "f" or (isinstance(value, str) and cell.data_type == "f"):
+                    cells.append((str(value), "f"))
+                elif isinstance(value, bool):
+                    cells.append((str(value).upper(), "s"))
+                elif isinstance(value, (int, float)):
+                    cells.append((_format_number(value), "n"))
+                elif isinstance(value, (datetime, date)):
+                    cells.append((value.isoformat(), "d"))
+                else:
+                    cells.append((str(value), "s"))
+            table.append(cells)
+            if len(table) > MAX_ROWS + 50:
+                break
+        return table
+    finally:
+        workbook.close()
+
+
+def _to_rows(table: list[list[Cell]], columns: list[SheetColumn], kind: str,
+             encoding: str | None, max_rows: int) -> Sheet:
+    header_index = next((i for i, row in enumerate(table) if any(text.strip() for text, _ in row)), None)
+    if header_index is None:
+        raise SheetError("sheet.no_rows")
+    header_cells = [normalise_text(text) for text, _ in table[header_index]]
+    wanted = {_header_key(h): col for col in columns for h in col.headers}
+    positions: dict[str, int] = {}
+    for position, header in enumerate(header_cells):
+        col = wanted.get(_header_key(header))
+        if col is not None and col.key not in positions:
+            positions[col.key] = position
+    missing = [col.label for col in columns if col.required and col.key not in positions]
+    if missing:
+        raise SheetError("sheet.missing_columns", columns="、".join(missing))
+    by_key = {col.key: col for col in columns}
+    rows: list[SheetRow] = []
+    for offset, cells in enumerate(table[header_index + 1:], start=header_index + 2):
+        if not any(text.strip() for text, _ in cells):
+            continue  # blank rows are skipped
+        if len(rows) >= max_rows:
+            raise SheetError("sheet.too_many_rows", limit=max_rows)
+        row = SheetRow(row_number=offset, values={})
+        row.raw = {header_cells[i] or f"#{i + 1}": cells[i][0] for i in range(min(len(cells), len(header_cells)))}
+        for key, position in positions.items():
+            text, cell_kind = cells[position] if position < len(cells) else ("", "s")
+            col = by_key[key]
+            if cell_kind == "f":
+                row.notes.append(CellNote(key, "formula", text))
+                row.values[key] = ""
+                continue
+            cleaned = normalise_id(text) if col.is_id else normalise_text(text)
+            if cleaned != text and cleaned:
+                row.notes.append(CellNote(key, "normalized", text))
+            if col.is_id and cleaned and (cell_kind == "n" or _NUMBER_LIKE.match(cleaned)):
+                row.notes.append(CellNote(key, "numeric_id", text))
+            row.values[key] = cleaned
+        rows.append(row)
+    if not rows:
+        raise SheetError("sheet.no_rows")
+    return Sheet(rows=rows, header_row=header_index + 1, headers=header_cells, file_kind=kind, encoding=encoding)

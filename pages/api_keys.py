@@ -1,0 +1,46 @@
+import pandas as pd
+import streamlit as st
+
+from console.messages import t
+from console.ui.context import db, page_actor, show_error
+from core.auth import api_keys as api_key_service
+from core.errors import DomainError
+from core.permissions import Capability
+from core.timeutil import format_display
+
+actor = page_actor(Capability.manage_users)
+st.title(t("api_keys.title"))
+
+with st.form("api_key_create", clear_on_submit=True):
+    name = st.text_input(t("api_keys.name"))
+    if st.form_submit_button(t("api_keys.create"), type="primary"):
+        try:
+            with db() as session:
+                _, plain = api_key_service.create_api_key(session=session, actor=actor, name=name)
+        except DomainError as exc:
+            show_error(exc)
+        else:
+            st.success(t("api_keys.created"))
+            st.code(plain, language=None)
+
+with db() as session:
+    keys = api_key_service.list_api_keys(session=session, actor=actor)
+st.dataframe(pd.DataFrame([{
+    "ID": k.id, t("api_keys.name"): k.name, "前缀": k.prefix + "…", "创建时间": format_display(k.created_at),
+    "最近使用": format_display(k.last_used_at),
+    "状态": t("api_keys.revoked") if k.revoked_at else t("api_keys.active"),
+} for k in keys]), hide_index=True, width="stretch")
+
+live = {k.id: f"{k.name} ({k.prefix}…)" for k in keys if k.revoked_at is None}
+if live:
+    picked = st.selectbox(t("api_keys.revoke"), list(live), format_func=live.get, index=None, key="api_key_pick")
+    if picked is not None:
+        st.warning(t("api_keys.confirm_revoke"))
+        if st.button(t("api_keys.revoke"), type="primary", key="api_key_revoke"):
+            try:
+                with db() as session:
+                    api_key_service.revoke_api_key(session=session, actor=actor, key_id=picked)
+            except DomainError as exc:
+                show_error(exc)
+            else:
+                st.rerun()

@@ -1,0 +1,54 @@
+import pandas as pd
+import streamlit as st
+
+from console.messages import t
+from console.ui.context import db, page_actor
+from core import overview as overview_service
+from core import stores as store_service
+from core.permissions import Capability
+from console.web.health import STALE_AFTER_SECONDS
+
+actor = page_actor(Capability.view_directory)
+st.title(t("overview.title"))
+
+with db() as session:
+    figures = overview_service.overview(session=session, actor=actor)
+    branches = store_service.branch_summaries(session=session, actor=actor)
+    needs_action = overview_service.needs_action(session=session, actor=actor)
+
+
+def percent(value: float | None) -> str:
+    return t("common.none") if value is None else f"{value:.1%}"
+
+
+row1 = st.columns(4)
+row1[0].metric(t("overview.stores"), f"{figures.stores:,}")
+row1[1].metric(t("overview.open_stores"), f"{figures.open_stores:,}")
+row1[2].metric(t("overview.current_bindings"), f"{figures.current_bindings:,}")
+row1[3].metric(t("overview.binding_rate"), percent(figures.binding_rate), help=t("overview.binding_rate_help"))
+row2 = st.columns(4)
+row2[0].metric(t("overview.pending_review"), f"{figures.pending_review:,}")
+row2[1].metric(t("overview.shown_entries"), f"{figures.shown_entries:,}")
+row2[2].metric(t("overview.near_capacity"), f"{figures.accounts_near_capacity:,}",
+               help=t("overview.near_capacity_help", pct=figures.warn_pct))
+age = figures.heartbeat_age_seconds
+row2[3].metric(t("overview.heartbeat"),
+               t("overview.heartbeat_missing") if age is None else t("overview.heartbeat_age", seconds=int(age)))
+if age is not None and age > STALE_AFTER_SECONDS:
+    st.warning(t("overview.heartbeat_stale", seconds=int(age)))
+
+st.subheader(t("overview.needs_action"))
+if needs_action:
+    st.dataframe(pd.DataFrame([{
+        t("stores.col.crm_store_id"): item.crm_store_id, t("stores.col.name"): item.store_name,
+        t("stores.col.wecom_userid"): item.wecom_userid, t("audit.action"): t(f"needs_action.{item.reason}"),
+    } for item in needs_action]), hide_index=True, width="stretch")
+else:
+    st.caption(t("overview.needs_action_none"))
+
+st.subheader(t("overview.branches"))
+st.dataframe(pd.DataFrame([{
+    t("stores.col.branch_code"): b.code, t("stores.col.branch_name"): b.name, t("stores.col.stores"): b.stores,
+    t("stores.col.open_stores"): b.open_stores, t("stores.col.bound_open_stores"): b.bound_open_stores,
+    t("stores.col.binding_rate"): percent(b.binding_rate),
+} for b in branches]), hide_index=True, width="stretch")

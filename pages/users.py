@@ -1,0 +1,97 @@
+from datetime import date, datetime, time
+
+import pandas as pd
+import streamlit as st
+
+from console.messages import t
+from console.ui.context import db, page_actor, show_error
+from core import stores as store_service
+from core.auth import users as user_service
+from core.errors import DomainError
+from core.permissions import Capability
+from core.timeutil import format_display, to_display, to_storage
+from db.models import Role
+
+actor = page_actor(Capability.manage_users)
+st.title(t("users.title"))
+
+with db() as session:
+    branches = store_service.visible_branches(session=session, actor=actor)
+branch_options = {None: t("users.no_branch"), **{b.code: f"{b.code} {b.name}" for b in branches}}
+role_options = [r.value for r in Role]
+
+
+def expiry_to_storage(day: date | None) -> datetime | None:
+    # An expiry date means "valid through that day" in the display time zone.
+    return to_storage(datetime.combine(day, time(23, 59, 59))) if day else None
+
+
+search = st.text_input(t("common.search"), key="users_search")
+with db() as session:
+    listed = user_service.list_users(session=session, actor=actor, search=search)
+st.dataframe(pd.DataFrame([{
+    t("users.username"): u.username, t("users.display_name"): u.display_name, t("users.role"): t(f"role.{u.role}"),
+    t("users.branch"): code or "", t("users.expires_at"): format_display(u.expires_at, "%Y-%m-%d"),
+    t("users.disabled"): t("common.yes") if u.disabled else t("common.no"),
+    t("users.col.last_change"): format_display(u.updated_at),
+} for u, code in listed]), hide_index=True, width="stretch")
+
+create_tab, edit_tab = st.tabs([t("users.create"), t("users.edit")])
+with create_tab, st.form("user_create", clear_on_submit=True):
+    cols = st.columns(2)
+    username = cols[0].text_input(t("users.username"))
+    display_name = cols[1].text_input(t("users.display_name"))
+    role = cols[0].selectbox(t("users.role"), role_options, format_func=lambda r: t(f"role.{r}"))
+    branch_code = cols[1].selectbox(t("users.branch"), list(branch_options), format_func=branch_options.get)
+    expires = cols[0].date_input(t("users.expires_at"), value=None)
+    password = cols[1].text_input(t("users.password"), type="password")
+    if st.form_submit_button(t("users.create"), type="primary"):
+        try:
+            with db() as session:
+                user_service.create_user(session=session, actor=actor, data=user_service.UserCreate(
+                    username=username, role=role, password=password, display_name=display_name,
+                    branch_code=branch_code, expires_at=expiry_to_storage(expires)))
+        except DomainError as exc:
+            show_error(exc)
+        else:
+            st.success(t("users.created", username=username.strip()))
+
+with edit_tab:
+    by_name = {u.username: u for u, _ in listed}
+    picked = st.selectbox(t("users.pick"), list(by_name), index=None, key="users_pick")
+    if picked:
+        user = by_name[picked]
+        current_branch = next((code for u, code in listed if u.id == user.id), None)
+        with st.form(f"user_edit_{user.id}_{user.version}"):
+            cols = st.columns(2)
+            display_name = cols[0].text_input(t("users.display_name"), value=user.display_name)
+            role = cols[1].selectbox(t("users.role"), role_options, index=role_options.index(user.role),
+                                     format_func=lambda r: t(f"role.{r}"))
+            branch_keys = list(branch_options)
+            branch_code = cols[0].selectbox(t("users.branch"), branch_keys, format_func=branch_options.get,
+                                            index=branch_keys.index(current_branch) if current_branch in branch_keys else 0)
+            shown_expiry = to_display(user.expires_at)
+            expires = cols[1].date_input(t("users.expires_at"), value=shown_expiry.date() if shown_expiry else None)
+            disabled = st.checkbox(t("users.disabled"), value=user.disabled)
+            if st.form_submit_button(t("common.save"), type="primary"):
+                try:
+                    with db() as session:
+                        user_service.update_user(session=session, actor=actor, user_id=user.id,
+                                                 expected_version=user.version, data=user_service.UserUpdate(
+                                                     role=role, display_name=display_name, branch_code=branch_code,
+                                                     expires_at=expiry_to_storage(expires), disabled=disabled))
+                except DomainError as exc:
+                    show_error(exc)
+                else:
+                    st.success(t("users.updated", username=user.username))
+        with st.form(f"user_password_{user.id}_{user.version}", clear_on_submit=True):
+            new_password = st.text_input(t("users.new_password"), type="password")
+            if st.form_submit_button(t("users.reset_password")):
+                try:
+                    with db() as session:
+                        user_service.reset_password(session=session, actor=actor, user_id=user.id,
+                                                    expected_version=user.version, password=new_password)
+                except DomainError as exc:
+                    show_error(exc)
+                else:
+                    st.success(t("users.password_reset_done", username=user.username))

@@ -1,0 +1,63 @@
+"""Each role sees exactly its pages, every page re-checks permission, and a
+forbidden page cannot be reached by switch_page."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from console.messages import t
+from console.navigation import PAGES
+from db.models import Role
+from tests.support.apptest import APP, run_app
+
+EXPECTED = {
+    Role.hq_admin: {"overview", "stores", "users", "api-keys", "audit"},
+    Role.hq_operator: {"overview", "stores", "audit"},
+    Role.branch_manager: {"overview", "stores", "audit"},
+    Role.viewer: {"overview", "stores"},
+}
+
+
+@pytest.mark.parametrize("role", list(Role))
+def test_each_role_can_open_exactly_its_pages(role, org, make_user, as_user):
+    user = make_user(role, org["north"] if role == Role.branch_manager else None)
+    as_user(user)
+    allowed = EXPECTED[role]
+    for spec in PAGES:
+        at = AppTest.from_file(APP, default_timeout=30)
+        at.run()
+        assert not at.exception, at.exception
+        if spec.url_path in allowed:
+            at.switch_page(spec.path)
+            at.run()
+            assert not at.exception, (spec.url_path, at.exception)
+            assert at.title and at.title[0].value == t(spec.title_key)
+        else:
+            with pytest.raises(ValueError):
+                at.switch_page(spec.path)
+
+
+def test_without_session_only_the_login_link_shows(db_url, as_user):
+    as_user(None)
+    at = run_app()
+    assert at.info[0].value == t("login.required")
+    assert not at.dataframe
+
+
+def test_disabled_user_session_ends(org, make_user, as_user, session):
+    user = make_user(Role.hq_operator)
+    as_user(user)
+    assert run_app().title[0].value == t("overview.title")
+    user.user.disabled = True
+    session.add(user.user)
+    session.commit()
+    at = run_app()
+    assert at.info[0].value == t("login.required")
+
+
+def test_branch_manager_sees_only_own_branch_stores(org, make_user, as_user):
+    manager = make_user(Role.branch_manager, org["south"])
+    as_user(manager)
+    at = run_app("stores.py")
+    assert not at.exception
+    table = at.dataframe[0].value
+    assert set(table[t("stores.col.crm_store_id")]) == {"000201", "000202"}
