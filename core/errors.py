@@ -5,7 +5,7 @@ from typing import Any
 
 
 class DomainError(Exception):
-    def __init__(self, key: str, **params: Any) -> None:
+    def __init__(self, key: str, /, **params: Any) -> None:
         super().__init__(key)
         self.key = key
         self.params = params
@@ -17,19 +17,19 @@ class DomainError(Exception):
 
 
 class PermissionDenied(DomainError):
-    def __init__(self, key: str = "error.permission_denied", **params: Any) -> None:
+    def __init__(self, key: str = "error.permission_denied", /, **params: Any) -> None:
         super().__init__(key, **params)
 
 
 class NotFound(DomainError):
-    def __init__(self, key: str = "error.not_found", **params: Any) -> None:
+    def __init__(self, key: str = "error.not_found", /, **params: Any) -> None:
         super().__init__(key, **params)
 
 
 class ConcurrentEdit(DomainError):
     """Someone else changed the row since it was read; nothing was written."""
 
-    def __init__(self, key: str = "error.concurrent_edit", **params: Any) -> None:
+    def __init__(self, key: str = "error.concurrent_edit", /, **params: Any) -> None:
         super().__init__(key, **params)
 
 

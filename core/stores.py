@@ -5,12 +5,12 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
-from core import audit
+from core import audit, bindings
 from core.errors import PermissionDenied
 from core.permissions import Actor, Capability, require
 from core.sheets import SheetColumn, SheetRow, read_sheet
 from core.timeutil import utcnow
-from db.models import Account, Binding, Branch, Store, StoreStatus
+from db.models import Account, Binding, BindingEndReason, Branch, Store, StoreStatus
 
 STORE_COLUMNS = [
     SheetColumn("branch_code", ("分公司编码", "branch_code"), is_id=True),
@@ -60,7 +60,10 @@ class StoreListRow:
 def search_stores(*, session: Session, actor: Actor, filters: StoreFilter, offset: int = 0,
                   limit: int = 50) -> tuple[list[StoreListRow], int]:
     """One page of stores with their current binding, and the total count.
-    Indexed lookups only, so paging stays fast at 50,000 stores."""
+
+    Every filter is a condition on `store` itself (binding and account filters
+    are indexed subqueries), so the count needs no join and the page walks the
+    CRM-ID index; the page's bindings are then read for its rows only."""
     require(actor, Capability.view_directory)
     conditions = []
     scope = actor.branch_scope
@@ -72,30 +75,37 @@ def search_stores(*, session: Session, actor: Actor, filters: StoreFilter, offse
         conditions.append(Store.branch_id == filters.branch_id)
     if filters.status:
         conditions.append(Store.status == filters.status)
+    current_store_ids = select(Binding.store_id).where(col(Binding.ended_at).is_(None))
     term = filters.search.strip()
     if term:
-        conditions.append(or_(col(Store.crm_store_id).startswith(term), col(Store.name).contains(term),
-                              func.lower(Account.userid) == term.lower()))
-    current = (Binding.store_id == Store.id) & col(Binding.ended_at).is_(None)
+        by_userid = current_store_ids.join(Account, col(Account.id) == Binding.account_id) \
+            .where(func.lower(Account.userid) == term.lower())
+        conditions.append(or_(col(Store.crm_store_id).startswith(term, autoescape=True),
+                              col(Store.name).contains(term, autoescape=True),
+                              col(Store.id).in_(by_userid)))
     if filters.bound is True:
-        conditions.append(col(Binding.id).is_not(None))
+        conditions.append(col(Store.id).in_(current_store_ids))
     elif filters.bound is False:
-        conditions.append(col(Binding.id).is_(None))
-    base = (
-        select(Store, Branch, Binding, Account)
-        .join(Branch, col(Branch.id) == Store.branch_id)
-        .join(Binding, current, isouter=True)
-        .join(Account, col(Account.id) == Binding.account_id, isouter=True)
-        .where(*conditions)
-    )
-    total = session.exec(select(func.count()).select_from(base.subquery())).one()
-    rows = session.exec(base.order_by(Branch.code, Store.crm_store_id).offset(offset).limit(limit)).all()
-    return [
-        StoreListRow(store.id, store.crm_store_id, store.name, branch.code, branch.name, store.status,
-                     account.userid if account else None, account.name if account else None,
-                     binding.shown if binding else None)
-        for store, branch, binding, account in rows
-    ], total
+        conditions.append(col(Store.id).not_in(current_store_ids))
+    total = session.exec(select(func.count(Store.id)).where(*conditions)).one()
+    if limit <= 0:
+        return [], total
+    page = session.exec(select(Store).where(*conditions).order_by(Store.crm_store_id)
+                        .offset(offset).limit(limit)).all()
+    store_ids = [store.id for store in page]
+    branches = {b.id: b for b in session.exec(select(Branch).where(
+        col(Branch.id).in_({store.branch_id for store in page}))).all()}
+    bound = {binding.store_id: (binding, account) for binding, account in session.exec(
+        select(Binding, Account).join(Account, col(Account.id) == Binding.account_id)
+        .where(col(Binding.store_id).in_(store_ids), col(Binding.ended_at).is_(None))).all()}
+    rows = []
+    for store in page:
+        binding, account = bound.get(store.id, (None, None))
+        branch = branches[store.branch_id]
+        rows.append(StoreListRow(store.id, store.crm_store_id, store.name, branch.code, branch.name, store.status,
+                                 account.userid if account else None, account.name if account else None,
+                                 binding.shown if binding else None))
+    return rows, total
 
 
 @dataclass(frozen=True)
@@ -242,18 +252,12 @@ def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
                      entity_id=store.crm_store_id, branch_id=branch.id, before=before, after=after)
     session.flush()
     for store in closing:
-        binding = session.exec(select(Binding).where(Binding.store_id == store.id,
-                                                     col(Binding.ended_at).is_(None))).first()
+        # A closed store's entry hides itself: its current binding ends.
+        binding = bindings.current_for_store(session=session, store_id=store.id)
         if binding is not None:
-            binding.ended_at, binding.end_reason, binding.ended_by_id = now, "store_closed", actor.user_id
-            binding.version += 1
-            binding.updated_at = now
-            session.add(binding)
+            bindings.end_binding(session=session, actor=actor, binding=binding,
+                                 reason=BindingEndReason.store_closed)
             result.closed_bindings += 1
-            audit.record(session=session, actor=actor, action="binding.end", entity_type="binding",
-                         entity_id=binding.id, branch_id=store.branch_id,
-                         before={"store": store.crm_store_id, "current": True},
-                         after={"store": store.crm_store_id, "current": False, "reason": "store_closed"})
     audit.record(session=session, actor=actor, action="stores.import", entity_type="import", entity_id=filename[:64],
                  after={"rows": result.rows, "created": result.created, "updated": result.updated,
                         "unchanged": result.unchanged, "branches_created": result.branches_created})

@@ -17,4 +17,5 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade_to_head(url: str | None = None) -> None:
-    command.upgrade(alembic_config(url), "head")
+    # "heads": domains add migrations side by side; they are chained before release.
+    command.upgrade(alembic_config(url), "heads")

@@ -5,7 +5,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from core.scheduling.lease import heartbeat_age_seconds
+from core.scheduling.lease import heartbeat
+from core.timeutil import utcnow
 from db.engine import DatabaseUnavailable, check_database, get_engine
 
 # Older than this, the sidecar is reported as stale (it renews every 10 s).
@@ -19,8 +20,15 @@ def healthz(_request: Request) -> JSONResponse:
     except DatabaseUnavailable as exc:
         return JSONResponse({"status": "error", "database": "unreachable", "detail": str(exc)}, status_code=503)
     with Session(engine) as session:
-        age = heartbeat_age_seconds(session=session)
-    scheduler = "missing" if age is None else ("stale" if age > STALE_AFTER_SECONDS else "ok")
+        lease = heartbeat(session=session)
+    now = utcnow()
+    age = None if lease is None else max(0.0, (now - lease.renewed_at).total_seconds())
+    if lease is None:
+        scheduler = "missing"
+    elif lease.expires_at < now:
+        scheduler = "stopped"  # the last sidecar released or lost its lease
+    else:
+        scheduler = "stale" if age > STALE_AFTER_SECONDS else "ok"
     return JSONResponse({"status": "ok", "database": "ok", "scheduler": scheduler,
                          "scheduler_heartbeat_age_seconds": None if age is None else round(age, 1)})
 
