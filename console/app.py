@@ -6,7 +6,8 @@ import streamlit as st
 
 from console.messages import t
 from console.navigation import pages_for
-from console.ui.context import engine, logout_url, resolve_actor
+from console.ui.context import db, engine, logout_url, resolve_actor
+from core.auth.users import branch_code_of
 from core.config import get_settings
 from db.engine import DatabaseUnavailable, check_database
 
@@ -35,6 +36,9 @@ settings = get_settings()
 with st.sidebar:
     st.markdown(f"**{t('app.title')}**")
     st.caption(t("nav.signed_in_as", name=actor.name, role=t(f"role.{actor.role.value}")))
+    if actor.branch_scope is not None:
+        with db() as session:
+            st.caption(t("nav.branch_scope", branch=branch_code_of(session, actor.branch_scope)))
     if actor.expires_at is not None:
         from core.timeutil import format_display
 

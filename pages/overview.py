@@ -41,7 +41,7 @@ st.subheader(t("overview.needs_action"))
 if needs_action:
     st.dataframe(pd.DataFrame([{
         t("stores.col.crm_store_id"): item.crm_store_id, t("stores.col.name"): item.store_name,
-        t("stores.col.wecom_userid"): item.wecom_userid, t("audit.action"): t(f"needs_action.{item.reason}"),
+        t("stores.col.wecom_userid"): item.wecom_userid, t("overview.needs_action_reason"): t(f"needs_action.{item.reason}"),
     } for item in needs_action]), hide_index=True, width="stretch")
 else:
     st.caption(t("overview.needs_action_none"))

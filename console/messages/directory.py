@@ -17,6 +17,7 @@ ZH_CN = {
     "overview.branches": "各分公司绑定情况",
     "overview.needs_action": "需处理：入口无法展示的门店",
     "overview.needs_action_none": "没有需要处理的门店。",
+    "overview.needs_action_reason": "原因",
     "needs_action.account_disabled": "账号已停用",
     "needs_action.account_full": "账号已满",
     "stores.title": "门店",
