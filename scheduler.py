@@ -16,6 +16,7 @@ import threading
 import time
 import uuid
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlmodel import Session
@@ -89,7 +90,8 @@ class Sidecar:
         zone = get_settings().CONSOLE_TIMEZONE
         scheduler = BlockingScheduler(timezone=zone, job_defaults={"coalesce": True, "max_instances": 1,
                                                                    "misfire_grace_time": 60})
-        now = datetime.now()
+        # Aware, in the scheduler's zone: a naive now() would be read as that zone's wall clock.
+        now = datetime.now(ZoneInfo(zone))
         scheduler.add_job(self.renew_lease, "interval", seconds=LEASE_EVERY_SECONDS, id="lease",
                           next_run_time=now)
         scheduler.add_job(self.run_requests, "interval", seconds=REQUESTS_EVERY_SECONDS, id="requests")

@@ -28,6 +28,8 @@ class Settings(BaseSettings):
     CAPACITY_DEFAULT_LIMIT: int = Field(default=5000, ge=1, le=1_000_000)
     CAPACITY_WARN_PCT: int = Field(default=70, ge=1, le=100)
     CAPACITY_CRITICAL_PCT: int = Field(default=90, ge=1, le=100)
+    # How often the sidecar syncs customer counts (the demo syncs every minute).
+    CAPACITY_SYNC_INTERVAL_SECONDS: int = Field(default=600, ge=10, le=86_400)
 
     @property
     def database_url(self) -> str:

@@ -37,7 +37,7 @@ SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = ["晓雯", "子涵", "思远", "欣怡", "浩然", "雨桐", "嘉怡", "俊杰", "梓萱", "一鸣", "佳琪", "文博"]
 
 STORES_PER_BRANCH = 75
-DEMO_EXTENSIONS: list[str] = []  # "module:function", each (session, rng) -> None
+DEMO_EXTENSIONS: list[str] = ["core.metrics_demo:seed_funnel", "core.capacity.demo:seed_capacity"]  # "module:function", each (session, rng) -> None
 
 
 @dataclass(frozen=True)
@@ -89,7 +89,7 @@ def seed_demo(*, session: Session, seed: int = 20261123, capacity_limit: int = 5
     for index, store in enumerate(stores):
         surname = rng.choice(SURNAMES)
         pinyin = f"store{store.crm_store_id.lower()}"
-        usage = rng.choice([0.05, 0.2, 0.35, 0.5, 0.62, 0.68, 0.72, 0.8, 0.88, 0.93, 0.97, 1.0])
+        usage = rng.choice([0.03, 0.08, 0.15, 0.22, 0.3, 0.38, 0.45, 0.52, 0.6, 0.66, 0.69, 0.74, 0.83, 0.92, 1.0])
         limit = capacity_limit if index % 11 else capacity_limit * 2
         accounts.append(Account(userid=pinyin, name=f"{store.name.replace('店', '')}客服{surname}{rng.choice(GIVEN)}",
                                 capacity_limit=limit, customer_count=int(limit * usage),

@@ -37,7 +37,7 @@ def to_xlsx_bytes(frame: pd.DataFrame, sheet_name: str = "Sheet1") -> bytes:
         worksheet = writer.sheets[sheet_name]
         text = writer.book.add_format({"num_format": "@"})
         for index, column in enumerate(safe.columns):
-            width = min(40, max(8, int(safe[column].astype(str).str.len().max() if len(safe) else 8) + 2,
+            width = min(40, max(8, int(safe[column].astype(str).str.len().fillna(0).max() if len(safe) else 8) + 2,
                                 len(str(column)) * 2 + 2))
             worksheet.set_column(index, index, width, text if safe[column].dtype == object else None)
     return buffer.getvalue()

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from core import settings_store
+from core import entries, settings_store
 from core.permissions import Actor, Capability, require
 from core.scheduling.lease import heartbeat_age_seconds
 from db.models import Account, AccountStatus, Binding, Store, StoreStatus
@@ -65,20 +65,18 @@ def overview(*, session: Session, actor: Actor) -> Overview:
 
 
 def needs_action(*, session: Session, actor: Actor, limit: int = 200) -> list[NeedsAction]:
-    """Current bindings whose store is not being served: the account is disabled
-    or full. Operators replace the account or unbind."""
+    """Current bindings whose store is not being served because of its account
+    (the entry rule's account_disabled / account_full). Operators replace the
+    account or unbind."""
     require(actor, Capability.view_directory)
+    reason = entries.reason_expr()
     query = (
-        select(Store.crm_store_id, Store.name, Account.userid, Account.status, Account.customer_count,
-               Account.capacity_limit)
-        .join(Binding, (col(Binding.store_id) == Store.id) & col(Binding.ended_at).is_(None))
+        select(Store.crm_store_id, Store.name, Account.userid, reason)
+        .join(Binding, entries.current_binding_join())
         .join(Account, col(Account.id) == Binding.account_id)
-        .where(Store.status == StoreStatus.open,
-               (Account.status == AccountStatus.disabled) | (Account.customer_count >= Account.capacity_limit))
+        .where(reason.in_([entries.EntryReason.account_disabled, entries.EntryReason.account_full]))
         .order_by(Store.crm_store_id).limit(limit)
     )
     if actor.branch_scope is not None:
         query = query.where(Store.branch_id == actor.branch_scope)
-    return [NeedsAction(crm_id, name, userid,
-                        "account_disabled" if status == AccountStatus.disabled else "account_full")
-            for crm_id, name, userid, status, count, limit_ in session.exec(query).all()]
+    return [NeedsAction(*row) for row in session.exec(query).all()]

@@ -22,6 +22,7 @@ class Capability(StrEnum):
     manage_users = "manage_users"            # users, roles, API keys
     manage_stores = "manage_stores"          # the HQ store list from CRM
     view_audit = "view_audit"
+    import_events = "import_events"          # tracking events from files and the App backend
 
 
 _ALL = set(Role)
@@ -37,6 +38,7 @@ GRANTS: dict[Capability, set[Role]] = {
     Capability.manage_users: {Role.hq_admin},
     Capability.manage_stores: {Role.hq_admin},
     Capability.view_audit: _HQ | {Role.branch_manager},
+    Capability.import_events: _HQ,
 }
 
 

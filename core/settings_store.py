@@ -11,6 +11,7 @@ from typing import Any, Callable
 from sqlmodel import Session, select
 
 from core import audit
+from core.capacity.template import default_template
 from core.config import get_settings
 from core.errors import InvalidInput
 from core.permissions import Actor, Capability, require
@@ -40,6 +41,11 @@ register(SettingSpec("capacity.default_limit", lambda: get_settings().CAPACITY_D
                      Capability.manage_accounts))
 register(SettingSpec("capacity.warn_pct", lambda: get_settings().CAPACITY_WARN_PCT, int, 1, 100))
 register(SettingSpec("capacity.critical_pct", lambda: get_settings().CAPACITY_CRITICAL_PCT, int, 1, 100))
+register(SettingSpec("capacity.full_pct", lambda: 100, int, 1, 200))
+register(SettingSpec("capacity.hysteresis_pct", lambda: 5, int, 1, 50))
+register(SettingSpec("capacity.repeat_hours", lambda: 24, int, 1, 720))
+register(SettingSpec("capacity.alert_template", default_template, str))
+register(SettingSpec("wecom.calls_per_minute", lambda: 9000, int, 1, 10_000))
 
 
 def effective(*, session: Session, key: str) -> Any:

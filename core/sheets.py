@@ -13,7 +13,11 @@ import re
 import unicodedata
 import zipfile
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from xml.etree.ElementTree import iterparse
+
+from openpyxl.reader.excel import ExcelReader
+from openpyxl.utils.datetime import from_excel
+from openpyxl.xml.constants import SHARED_STRINGS
 
 from core.errors import DomainError
 
@@ -156,9 +160,81 @@ def _csv_cells(text: str) -> list[list[Cell]]:
     return [[(value, "s") for value in row] for row in reader]
 
 
-def _xlsx_cells(data: bytes) -> list[list[Cell]]:
-    import openpyxl
+_MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
+_ROW, _CELL = _MAIN_NS + "row", _MAIN_NS + "c"
+_VALUE, _FORMULA, _INLINE, _TEXT = _MAIN_NS + "v", _MAIN_NS + "f", _MAIN_NS + "is", _MAIN_NS + "t"
+_SHARED, _RUN = _MAIN_NS + "si", _MAIN_NS + "r"
+_COLUMN_LETTERS = re.compile(r"[A-Z]+")
 
+
+def _column_index(reference: str) -> int:
+    index = 0
+    for letter in _COLUMN_LETTERS.match(reference).group():
+        index = index * 26 + ord(letter) - 64
+    return index - 1
+
+
+def _number(text: str) -> str:
+    try:
+        return str(int(text))
+    except ValueError:
+        return _format_number(float(text))
+
+
+def _cell(element, shared_strings, date_styles: set[int], epoch) -> Cell:
+    """One <c> element as (text, kind); what openpyxl's parser yields, without
+    its per-cell objects."""
+    formula = element.find(_FORMULA)
+    if formula is not None:
+        return ("=" + (formula.text or ""), "f")
+    kind = element.get("t", "n")
+    if kind == "inlineStr":
+        inline = element.find(_INLINE)
+        return ("".join(t.text or "" for t in inline.iter(_TEXT)) if inline is not None else "", "s")
+    value = element.findtext(_VALUE)
+    if value is None:
+        return ("", "s")
+    if kind == "s":
+        return (str(shared_strings[int(value)]), "s")
+    if kind == "n":
+        style = element.get("s")
+        if style and int(style) in date_styles:
+            try:
+                return (from_excel(float(value), epoch).isoformat(), "d")
+            except (OverflowError, ValueError):
+                return (value, "s")
+        return (_number(value), "n")
+    if kind == "b":
+        return ("TRUE" if value == "1" else "FALSE", "s")
+    return (value, "s")  # str (a formula's cached text), e (an error such as #N/A), d (ISO date)
+
+
+def _shared_strings(source) -> list[str]:
+    """The workbook's shared string table: each <si> is plain text (<t>) or rich
+    text runs (<r><t>); phonetic guides (<rPh>) are not part of the value."""
+    strings: list[str] = []
+    for _event, node in iterparse(source):
+        if node.tag == _SHARED:
+            plain = node.find(_TEXT)
+            text = plain.text or "" if plain is not None else \
+                "".join(run.findtext(_TEXT) or "" for run in node.findall(_RUN))
+            strings.append(text.replace("x005F_", ""))
+            node.clear()
+    return strings
+
+
+class _WorkbookReader(ExcelReader):
+    """openpyxl's reader with a lean shared-string table: its own builds an
+    object per string, which at 200,000 distinct strings costs seconds."""
+
+    def read_strings(self) -> None:
+        part = self.package.find(SHARED_STRINGS)
+        if part is not None:
+            with self.archive.open(part.PartName[1:]) as source:
+                self.shared_strings = _shared_strings(source)
+
+
+def _xlsx_cells(data: bytes) -> list[list[Cell]]:
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = set(archive.namelist())
@@ -172,31 +248,40 @@ def _xlsx_cells(data: bytes) -> list[list[Cell]]:
     if unzipped > MAX_UNZIPPED_BYTES or unzipped / compressed > MAX_COMPRESSION_RATIO:
         raise SheetError("sheet.zip_bomb")
     try:
-        workbook = openpyxl.load_workbook(io.BytesIO(data), read_only=True, data_only=False)
+        reader = _WorkbookReader(io.BytesIO(data), read_only=True, keep_vba=False, data_only=False,
+                                 keep_links=False)
+        reader.read()
+        workbook = reader.wb
     except Exception:  # openpyxl raises many kinds on a damaged file
         raise SheetError("sheet.not_a_workbook", filename="") from None
     try:
         worksheet = workbook.worksheets[0]
         table: list[list[Cell]] = []
-        for row in worksheet.iter_rows():
-            cells: list[Cell] = []
-            for cell in row:
-                value = getattr(cell, "value", None)
-                if value is None:
-                    cells.append(("", "s"))
-                elif cell.data_type == "f" or (isinstance(value, str) and cell.data_type == "f"):
-                    cells.append((str(value), "f"))
-                elif isinstance(value, bool):
-                    cells.append((str(value).upper(), "s"))
-                elif isinstance(value, (int, float)):
-                    cells.append((_format_number(value), "n"))
-                elif isinstance(value, (datetime, date)):
-                    cells.append((value.isoformat(), "d"))
-                else:
-                    cells.append((str(value), "s"))
-            table.append(cells)
-            if len(table) > MAX_ROWS + 50:
-                break
+        # openpyxl reads the workbook's structure and shared strings; the rows are
+        # read here straight from the sheet's XML, without openpyxl's per-cell
+        # objects (they cost more than the whole rest of an import at 50,000 rows).
+        shared, date_styles, epoch = worksheet._shared_strings, workbook._date_formats, workbook.epoch
+        try:
+            with worksheet._get_source() as source:
+                cells: list[Cell] = []
+                for _event, element in iterparse(source):
+                    if element.tag == _CELL:
+                        reference = element.get("r")
+                        position = _column_index(reference) if reference else len(cells)
+                        if position >= len(cells):
+                            cells.extend([("", "s")] * (position + 1 - len(cells)))
+                        cells[position] = _cell(element, shared, date_styles, epoch)
+                    elif element.tag == _ROW:
+                        number = element.get("r")
+                        while number and len(table) < int(number) - 1:
+                            table.append([])  # a row the file leaves out keeps its Excel row number
+                        table.append(cells)
+                        cells = []
+                        element.clear()
+                        if len(table) > MAX_ROWS + 50:
+                            break
+        except Exception:  # a damaged sheet part fails in many ways
+            raise SheetError("sheet.not_a_workbook", filename="") from None
         return table
     finally:
         workbook.close()

@@ -10,7 +10,7 @@ from core.errors import PermissionDenied
 from core.permissions import Actor, Capability, require
 from core.sheets import SheetColumn, SheetRow, read_sheet
 from core.timeutil import utcnow
-from db.models import Account, Binding, BindingEndReason, Branch, Store, StoreStatus
+from db.models import Account, Binding, BindingEndReason, Branch, BranchBindingStats, Store, StoreStatus
 
 STORE_COLUMNS = [
     SheetColumn("branch_code", ("分公司编码", "branch_code"), is_id=True),
@@ -123,17 +123,13 @@ class BranchSummary:
 
 
 def branch_summaries(*, session: Session, actor: Actor) -> list[BranchSummary]:
-    """Per branch: stores, open stores, and open stores with a current binding."""
+    """Per branch: stores, open stores, and open stores with a current binding,
+    read from the counters the database keeps (migration 0006)."""
     require(actor, Capability.view_directory)
-    current = (Binding.store_id == Store.id) & col(Binding.ended_at).is_(None)
-    is_open = Store.status == StoreStatus.open
     query = (
-        select(Branch.id, Branch.code, Branch.name, func.count(Store.id),
-               func.count(Store.id).filter(is_open),
-               func.count(Binding.id).filter(is_open))
-        .join(Store, col(Store.branch_id) == Branch.id, isouter=True)
-        .join(Binding, current, isouter=True)
-        .group_by(Branch.id, Branch.code, Branch.name)
+        select(Branch.id, Branch.code, Branch.name, BranchBindingStats.stores, BranchBindingStats.open_stores,
+               BranchBindingStats.bound_open_stores)
+        .join(BranchBindingStats, col(BranchBindingStats.branch_id) == Branch.id)
         .order_by(Branch.code)
     )
     if actor.branch_scope is not None:

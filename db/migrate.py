@@ -17,5 +17,4 @@ def alembic_config(url: str | None = None) -> Config:
 
 
 def upgrade_to_head(url: str | None = None) -> None:
-    # "heads": domains add migrations side by side; they are chained before release.
-    command.upgrade(alembic_config(url), "heads")
+    command.upgrade(alembic_config(url), "head")

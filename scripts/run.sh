@@ -7,6 +7,16 @@ scripts/setup.sh requirements.txt
 export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p data
 
+# Without a real WeCom app configured, the demo runs against the built-in
+# simulator (WeCom API + robot inbox) on loopback; the console says so.
+simulator=0
+if [ -z "${WECOM_CORP_ID:-}" ]; then
+  simulator=1
+  export WECOM_API_BASE="http://127.0.0.1:${WECOM_SIMULATOR_PORT:-8502}"
+  export WECOM_CORP_ID=wwdemo0000000001 WECOM_SECRET=demo-simulator-secret
+  export CAPACITY_SYNC_INTERVAL_SECONDS="${CAPACITY_SYNC_INTERVAL_SECONDS:-60}"
+fi
+
 python -m console migrate
 credentials=data/demo-logins.txt
 python -m console seed-demo --credentials-file "$credentials" >/dev/null
@@ -23,6 +33,16 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+if [ "$simulator" = 1 ]; then
+  python -m console simulator --port "${WECOM_SIMULATOR_PORT:-8502}" --from-database --grow 3 \
+    > data/simulator.log 2>&1 &
+  pids+=($!)
+  for _ in $(seq 50); do
+    grep -q "WeCom simulator on" data/simulator.log 2>/dev/null && break
+    sleep 0.2
+  done
+  echo "WeCom simulator and robot inbox on $WECOM_API_BASE (log: data/simulator.log)"
+fi
 python scheduler.py > data/scheduler.log 2>&1 &
 pids+=($!)
 echo "scheduler sidecar started (log: data/scheduler.log)"

@@ -196,3 +196,14 @@ def console_server(db_url: str, tmp_path: Path):
     yield server
     server.stop()
 
+
+
+@pytest.fixture
+def api_key(session: Session) -> str:
+    """A live API key named "App backend", as the App backend would hold it."""
+    from core.auth import api_keys
+    from core.permissions import system_actor
+
+    _row, plain = api_keys.create_api_key(session=session, actor=system_actor("test"), name="App backend")
+    session.commit()
+    return plain

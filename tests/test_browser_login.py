@@ -5,7 +5,7 @@ import pytest
 
 from console.messages import t
 from db.models import Role
-from tests.support.streamlit_server import wait_for_app_run
+from tests.support.streamlit_server import log_in, wait_for_app_run
 
 pytestmark = pytest.mark.browser
 
@@ -24,11 +24,7 @@ def test_operator_logs_in_refreshes_and_logs_out(org, make_user, console_server,
         page.click("button[type=submit]")
         page.get_by_text(t("login.bad_credentials")).wait_for()
 
-        page.fill("#username", "operator")
-        page.fill("#password", operator.password)
-        page.click("button[type=submit]")
-        page.wait_for_url(f"{console_server.url}/**")
-        wait_for_app_run(page)
+        log_in(page, console_server.url, "operator", operator.password)
         page.get_by_role("heading", name=t("overview.title")).wait_for()
         assert page.get_by_text(t("users.title")).count() == 0  # not an admin page for an operator
 

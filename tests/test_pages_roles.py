@@ -10,10 +10,10 @@ from db.models import Role
 from tests.support.apptest import APP, run_app
 
 EXPECTED = {
-    Role.hq_admin: {"overview", "stores", "users", "api-keys", "audit"},
-    Role.hq_operator: {"overview", "stores", "audit"},
-    Role.branch_manager: {"overview", "stores", "audit"},
-    Role.viewer: {"overview", "stores"},
+    Role.hq_admin: {"capacity", "alerts", "alert-settings", "overview", "stores", "bindings", "accounts", "users", "api-keys", "audit", "binding-upload", "import-history", "funnel"},
+    Role.hq_operator: {"capacity", "alerts", "alert-settings", "overview", "stores", "bindings", "accounts", "audit", "binding-upload", "import-history", "funnel"},
+    Role.branch_manager: {"capacity", "overview", "stores", "bindings", "accounts", "audit", "binding-upload", "import-history", "funnel"},
+    Role.viewer: {"capacity", "overview", "stores", "bindings", "accounts", "funnel"},
 }
 
 

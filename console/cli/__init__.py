@@ -11,6 +11,10 @@ from db.engine import DatabaseUnavailable
 
 COMMAND_MODULES = [
     "console.cli.foundation",
+    "console.cli.capacity",
+    "console.cli.bindings",
+    "console.cli.entries",
+    "console.cli.metrics",
 ]
 
 

@@ -2,7 +2,12 @@
 
 import hashlib
 import secrets
+import threading
+import time
+from dataclasses import dataclass
 
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from core import audit
@@ -12,6 +17,12 @@ from core.timeutil import utcnow
 from db.models import ApiKey
 
 KEY_PREFIX = "swc_"
+# A checked key is trusted for this long per process, so the client API does
+# not read the key table on every request; a revoked key stops working within
+# this time on every web process (at once on the process that revoked it).
+CACHE_SECONDS = 10
+# last_used_at is written at most this often per key and process.
+TOUCH_SECONDS = 60
 
 
 def _hash(key: str) -> str:
@@ -41,6 +52,7 @@ def revoke_api_key(*, session: Session, actor: Actor, key_id: int) -> None:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.add(row)
+        forget_cached()
         audit.record(session=session, actor=actor, action="api_key.revoke", entity_type="api_key",
                      entity_id=row.id, before={"name": row.name, "revoked": False},
                      after={"name": row.name, "revoked": True})
@@ -59,3 +71,50 @@ def authenticate(*, session: Session, key: str | None) -> ApiKey | None:
     if row is None or row.revoked_at is not None:
         return None
     return row
+
+
+@dataclass(frozen=True)
+class ApiClient:
+    """A machine client authenticated by its API key."""
+
+    key_id: int
+    name: str
+    prefix: str
+
+
+_cache: dict[str, tuple[ApiClient, float]] = {}
+_touched: dict[str, float] = {}
+_lock = threading.Lock()
+
+
+def forget_cached() -> None:
+    with _lock:
+        _cache.clear()
+
+
+def authenticate_client(*, engine: Engine, key: str | None) -> ApiClient | None:
+    """The client behind an `X-API-Key` value, or None. Keys checked within
+    CACHE_SECONDS are not read again; unknown keys are never cached."""
+    if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
+        return None
+    digest = _hash(key)
+    now = time.monotonic()
+    with _lock:
+        hit = _cache.get(digest)
+    if hit is not None and now - hit[1] < CACHE_SECONDS:
+        client = hit[0]
+    else:
+        with Session(engine) as session:
+            row = authenticate(session=session, key=key)
+            client = None if row is None else ApiClient(row.id, row.name, row.prefix)
+        with _lock:
+            if client is None:
+                _cache.pop(digest, None)
+                return None
+            _cache[digest] = (client, now)
+    if now - _touched.get(digest, -TOUCH_SECONDS) >= TOUCH_SECONDS:
+        _touched[digest] = now
+        with Session(engine) as session:
+            session.exec(update(ApiKey).where(col(ApiKey.id) == client.key_id).values(last_used_at=utcnow()))
+            session.commit()
+    return client

@@ -22,6 +22,8 @@ log = logging.getLogger("scheduler")
 # Modules that declare jobs with `register_job`; each domain adds its own.
 JOB_MODULES = [
     "core.scheduling.housekeeping",
+    "core.capacity.jobs",
+    "core.metrics",
 ]
 
 

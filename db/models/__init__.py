@@ -10,17 +10,38 @@ from db.models.users import ApiKey, LoginAttempt, LoginSession, Role, User
 from db.models.audit import AuditEntry
 from db.models.settings import SettingOverride
 from db.models.scheduling import JobRequest, JobRun, SchedulerLease
+from db.models.branch_stats import BranchBindingStats
+from db.models.events import ContactEvent, FunnelActivity, FunnelDirtyDay, FunnelRollup, TrackingEvent
+from db.models.imports import BindingImport, BindingImportRow, ImportRowOutcome
+from db.models.capacity import (AlertChannel, AlertDelivery, AlertLevel, CapacityAlert, ChannelKind,
+                                 CountSnapshot, DeliveryStatus)
 
 __all__ = [
+    "ContactEvent",
+    "FunnelActivity",
+    "FunnelDirtyDay",
+    "FunnelRollup",
+    "TrackingEvent",
+    "AlertChannel",
+    "AlertDelivery",
+    "AlertLevel",
+    "CapacityAlert",
+    "ChannelKind",
+    "CountSnapshot",
+    "DeliveryStatus",
     "Account",
     "AccountStatus",
     "ApiKey",
     "AuditEntry",
     "Binding",
     "BindingEndReason",
+    "BindingImport",
+    "BindingImportRow",
     "Branch",
+    "BranchBindingStats",
     "JobRequest",
     "JobRun",
+    "ImportRowOutcome",
     "LoginAttempt",
     "LoginSession",
     "Role",

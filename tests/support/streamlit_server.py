@@ -55,3 +55,13 @@ def wait_for_app_run(page, timeout: float = 30_000) -> None:
         timeout=timeout, state="attached")
     page.locator("[data-testid='stApp'][data-test-script-state='notRunning']").wait_for(
         timeout=timeout, state="attached")
+
+
+def log_in(page, base_url: str, username: str, password: str) -> None:
+    """Log in through the /login form as a person would, then wait for the console."""
+    page.goto(f"{base_url}/login")
+    page.fill("#username", username)
+    page.fill("#password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{base_url}/**")
+    wait_for_app_run(page)

@@ -1,0 +1,63 @@
+"""import-bindings: the upload page's validation and commit, from the command line."""
+
+import sys
+from pathlib import Path
+
+from console.messages import error_text, t
+from core import binding_import
+from core.errors import DomainError
+from db.engine import check_database, get_engine, session_scope
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("import-bindings",
+                              help="binding sheet (.xlsx or .csv) as user U; all or nothing, every bad row named")
+    p.add_argument("file", type=Path)
+    p.add_argument("--user", required=True, help="the console user the import is made as (their rights apply)")
+    p.add_argument("--dry-run", action="store_true", help="validate and preview only")
+    p.set_defaults(handler=cmd_import_bindings)
+
+
+def _reason(issue: binding_import.RowIssue) -> str:
+    return error_text(DomainError(issue.key, **issue.params))
+
+
+def cmd_import_bindings(args) -> int:
+    check_database(get_engine())
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return 1
+    parsed = binding_import.parse_sheet(data, args.file.name)
+    with session_scope() as session:
+        actor = binding_import.actor_for_username(session=session, username=args.user)
+        preview = binding_import.preview(session=session, actor=actor, parsed=parsed)
+    for row in preview.rows:
+        for issue in row.errors:
+            print(f"row {row.row_number}: {_reason(issue)}", file=sys.stderr)
+        for issue in row.warnings:
+            print(f"row {row.row_number} (warning): {_reason(issue)}", file=sys.stderr)
+    figures = (f"{len(preview.rows)} rows: {preview.new_count} new, {preview.changed_count} changed, "
+               f"{preview.unchanged_count} unchanged, {preview.warning_count} with warnings, "
+               f"{preview.error_count} invalid, {preview.accounts_to_create} new accounts")
+    if not preview.ok:
+        print(f"error: {preview.error_count} invalid row(s); nothing was written", file=sys.stderr)
+        return 1
+    if preview.already_imported is not None:
+        earlier = preview.already_imported
+        print(f"already imported as batch #{earlier.import_id} by {earlier.uploaded_by}; nothing written")
+        return 0
+    if args.dry_run:
+        print(f"would import {figures}")
+        return 0
+    if not preview.new_count and not preview.changed_count:
+        print(f"nothing to change: {figures}")
+        return 0
+    with session_scope() as session:
+        # Warnings were printed above; running the command is the operator's confirmation.
+        result = binding_import.commit(session=session, actor=actor, preview=preview, confirm_warnings=True)
+    print(f"imported batch #{result.import_id}: {figures}")
+    print(t("binding_import.committed", new=result.new_count, changed=result.changed_count,
+            unchanged=result.unchanged_count, accounts=result.accounts_created))
+    return 0

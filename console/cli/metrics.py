@@ -1,0 +1,49 @@
+"""`metrics --from --to [--branch] [--format json|csv]`: the 导流效果 page's
+figures for scripts and reports (DESIGN.md, fixed interfaces)."""
+
+import csv
+import json
+import sys
+from datetime import date
+
+from core import metrics
+from core.exports import neutralise
+from core.permissions import system_actor
+from db.engine import check_database, get_engine, session_scope
+
+CLI_ACTOR = system_actor("cli")
+FIGURES = ["open_stores", "bound_stores", "binding_rate", "order_result_users", "entry_click_users",
+           "guide_view_users", "add_click_users", "added_customers", "entry_ctr", "add_click_rate", "add_rate"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("metrics", help="binding rate and funnel figures, overall and per branch")
+    p.add_argument("--from", dest="start", required=True, help="first day YYYY-MM-DD (CONSOLE_TIMEZONE)")
+    p.add_argument("--to", dest="end", required=True, help="last day YYYY-MM-DD, inclusive")
+    p.add_argument("--branch", help="branch code")
+    p.add_argument("--format", choices=["json", "csv"], default="json")
+    p.set_defaults(handler=cmd_metrics)
+
+
+def cmd_metrics(args) -> int:
+    try:
+        start, end = date.fromisoformat(args.start), date.fromisoformat(args.end)
+    except ValueError:
+        print("error: --from and --to must be YYYY-MM-DD", file=sys.stderr)
+        return 1
+    check_database(get_engine())
+    with session_scope() as session:
+        # Take in facts the sidecar has not rolled up yet, so a script reads the latest figures.
+        metrics.refresh_rollup(session=session)
+    with session_scope() as session:
+        figures = metrics.report(session=session, actor=CLI_ACTOR, start=start, end=end, branch_code=args.branch)
+    if args.format == "json":
+        print(json.dumps(figures, ensure_ascii=False, indent=2))
+        return 0
+    writer = csv.writer(sys.stdout, lineterminator="\n")
+    writer.writerow(["from", "to", "branch_code", "branch_name", *FIGURES])
+    rows = [("", "", figures["overall"])] + [(b["branch_code"], b["branch_name"], b) for b in figures["branches"]]
+    for code, name, values in rows:
+        writer.writerow([figures["from"], figures["to"], neutralise(code), neutralise(name),
+                         *["" if values[key] is None else values[key] for key in FIGURES]])
+    return 0

@@ -1,0 +1,1 @@
+"""Alert delivery: channels (group robots), the outbox, signing, digests."""

@@ -1,0 +1,125 @@
+"""The alert log and the outbox as operators see them: list, acknowledge, retry."""
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from core import audit
+from core.alerts.outbox import RETRY_FOR
+from core.errors import ConcurrentEdit, InvalidInput, NotFound
+from core.permissions import Actor, Capability, require
+from core.timeutil import utcnow
+from db.models import Account, AlertChannel, AlertDelivery, Branch, CapacityAlert, DeliveryStatus
+
+
+@dataclass(frozen=True)
+class AlertRow:
+    alert: CapacityAlert
+    userid: str
+    account_name: str
+    branch_name: str | None
+
+
+def _scoped(query, actor: Actor, branch_column):
+    if actor.branch_scope is not None:
+        query = query.where(branch_column == actor.branch_scope)
+    return query
+
+
+def list_alerts(*, session: Session, actor: Actor, status: str = "open", offset: int = 0,
+                limit: int = 50) -> tuple[list[AlertRow], int]:
+    """status: open | unacknowledged | all. Newest first."""
+    require(actor, Capability.manage_alerts)
+    query = select(CapacityAlert, Account.userid, Account.name, Branch.name).join(
+        Account, col(Account.id) == CapacityAlert.account_id).join(
+        Branch, col(Branch.id) == CapacityAlert.branch_id, isouter=True)
+    count = select(func.count()).select_from(CapacityAlert)
+    filters = []
+    if status == "open":
+        filters += [col(CapacityAlert.closed_at).is_(None), col(CapacityAlert.notified).is_(True)]
+    elif status == "unacknowledged":
+        filters += [col(CapacityAlert.acknowledged_at).is_(None), col(CapacityAlert.notified).is_(True)]
+    if actor.branch_scope is not None:
+        filters.append(col(CapacityAlert.branch_id) == actor.branch_scope)
+    if filters:
+        query, count = query.where(*filters), count.where(*filters)
+    rows = session.exec(query.order_by(col(CapacityAlert.opened_at).desc(), col(CapacityAlert.id).desc())
+                        .offset(offset).limit(limit)).all()
+    return [AlertRow(alert, userid, name, branch) for alert, userid, name, branch in rows], session.exec(count).one()
+
+
+def acknowledge(*, session: Session, actor: Actor, alert_versions: dict[int, int],
+                now: datetime | None = None) -> int:
+    """Acknowledge the alerts as the operator saw them (id → version); all or
+    nothing: one changed since it was shown fails the whole action."""
+    require(actor, Capability.manage_alerts)
+    if not alert_versions:
+        raise InvalidInput("alerts.ack_nothing")
+    now = now or utcnow()
+    done = 0
+    for alert_id, version in alert_versions.items():
+        alert = session.get(CapacityAlert, alert_id)
+        if alert is None or (actor.branch_scope is not None and alert.branch_id != actor.branch_scope):
+            raise NotFound("alerts.not_found")
+        if alert.acknowledged_at is not None:
+            continue
+        result = session.exec(update(CapacityAlert).where(col(CapacityAlert.id) == alert_id,
+                                                          col(CapacityAlert.version) == version)
+                              .values(acknowledged_at=now, acknowledged_by_id=actor.user_id,
+                                      version=CapacityAlert.version + 1))
+        if result.rowcount != 1:
+            raise ConcurrentEdit()
+        audit.record(session=session, actor=actor, action="capacity_alert.acknowledge", entity_type="capacity_alert",
+                     entity_id=alert_id, branch_id=alert.branch_id, after={"level": alert.level})
+        done += 1
+    return done
+
+
+@dataclass(frozen=True)
+class DeliveryRow:
+    delivery: AlertDelivery
+    channel_name: str
+    channel_kind: str
+
+
+def list_deliveries(*, session: Session, actor: Actor, status: str | None = None, offset: int = 0,
+                    limit: int = 50) -> tuple[list[DeliveryRow], int]:
+    require(actor, Capability.manage_alerts)
+    query = select(AlertDelivery, AlertChannel.name, AlertChannel.kind).join(
+        AlertChannel, col(AlertChannel.id) == AlertDelivery.channel_id)
+    count = select(func.count()).select_from(AlertDelivery).join(
+        AlertChannel, col(AlertChannel.id) == AlertDelivery.channel_id)
+    filters = []
+    if status:
+        filters.append(col(AlertDelivery.status) == status)
+    if actor.branch_scope is not None:
+        filters.append(col(AlertChannel.branch_id) == actor.branch_scope)
+    if filters:
+        query, count = query.where(*filters), count.where(*filters)
+    rows = session.exec(query.order_by(col(AlertDelivery.id).desc()).offset(offset).limit(limit)).all()
+    return [DeliveryRow(d, name, kind) for d, name, kind in rows], session.exec(count).one()
+
+
+def retry_deliveries(*, session: Session, actor: Actor, delivery_ids: list[int],
+                     now: datetime | None = None) -> int:
+    """Put failed deliveries back in the outbox for another 24 hours."""
+    require(actor, Capability.manage_alerts)
+    now = now or utcnow()
+    for delivery_id in delivery_ids:
+        delivery = session.get(AlertDelivery, delivery_id)
+        channel = session.get(AlertChannel, delivery.channel_id) if delivery else None
+        if delivery is None or (actor.branch_scope is not None and channel.branch_id != actor.branch_scope):
+            raise NotFound()
+        if delivery.status != DeliveryStatus.failed:
+            raise InvalidInput("alerts.not_failed")
+        result = session.exec(update(AlertDelivery).where(col(AlertDelivery.id) == delivery_id,
+                                                          col(AlertDelivery.version) == delivery.version)
+                              .values(status=DeliveryStatus.pending, next_attempt_at=now, retry_until=now + RETRY_FOR,
+                                      version=AlertDelivery.version + 1))
+        if result.rowcount != 1:
+            raise ConcurrentEdit()
+        audit.record(session=session, actor=actor, action="alert_delivery.retry", entity_type="alert_delivery",
+                     entity_id=delivery_id, branch_id=channel.branch_id)
+    return len(delivery_ids)

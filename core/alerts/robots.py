@@ -1,0 +1,95 @@
+"""Sending one text to one group robot: the request each platform expects
+(with DingTalk's and Feishu's signatures) and reading its answer."""
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import urllib.parse
+from dataclasses import dataclass
+
+import httpx
+
+# Messages per minute each platform accepts from one robot (WECOM.md).
+PER_MINUTE = {"wecom": 20, "dingtalk": 20, "feishu": 100, "webhook": 60}
+# Feishu also caps a robot at 5 messages per second.
+MIN_GAP_SECONDS = {"feishu": 0.2}
+# The longest text each platform takes, in UTF-8 bytes (WeCom text ≤ 2,048).
+MAX_BYTES = {"wecom": 2048, "dingtalk": 4000, "feishu": 4000, "webhook": 16000}
+
+
+class RobotError(Exception):
+    """The robot did not take the message; the text says why (kept for operators)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    kind: str
+    url: str
+    secret: str | None = None
+
+
+def dingtalk_sign(secret: str, timestamp_ms: int) -> str:
+    digest = hmac.new(secret.encode(), f"{timestamp_ms}\n{secret}".encode(), hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def feishu_sign(secret: str, timestamp_s: int) -> str:
+    # Feishu's key is timestamp + "\n" + secret, and the message is empty.
+    digest = hmac.new(f"{timestamp_s}\n{secret}".encode(), b"", hashlib.sha256).digest()
+    return base64.b64encode(digest).decode()
+
+
+def fit(text: str, kind: str) -> str:
+    """Cut a text to what the platform takes, on a character boundary."""
+    limit = MAX_BYTES[kind]
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    return data[:limit - 3].decode(errors="ignore") + "…"
+
+
+def build_request(target: Target, text: str, now: float | None = None) -> tuple[str, dict[str, str], bytes]:
+    now = time.time() if now is None else now
+    text = fit(text, target.kind)
+    url = target.url
+    headers = {"Content-Type": "application/json; charset=utf-8"}
+    if target.kind == "feishu":
+        body: dict = {"msg_type": "text", "content": {"text": text}}
+        if target.secret:
+            stamp = int(now)
+            body.update(timestamp=str(stamp), sign=feishu_sign(target.secret, stamp))
+    elif target.kind == "webhook":
+        body = {"text": text, "source": "store-wecom-console"}
+    else:
+        body = {"msgtype": "text", "text": {"content": text}}
+        if target.kind == "dingtalk" and target.secret:
+            stamp = int(now * 1000)
+            sign = urllib.parse.quote_plus(dingtalk_sign(target.secret, stamp))
+            url = f"{url}{'&' if '?' in url else '?'}timestamp={stamp}&sign={sign}"
+    data = json.dumps(body, ensure_ascii=False).encode()
+    if target.kind == "webhook" and target.secret:
+        headers["X-Console-Signature"] = "sha256=" + hmac.new(target.secret.encode(), data, hashlib.sha256).hexdigest()
+    return url, headers, data
+
+
+def send(target: Target, text: str, *, http: httpx.Client) -> None:
+    """Raise RobotError unless the robot accepted the message."""
+    url, headers, data = build_request(target, text)
+    try:
+        response = http.post(url, content=data, headers=headers)
+    except httpx.HTTPError as exc:
+        raise RobotError(f"network: {type(exc).__name__}: {exc}"[:500]) from exc
+    if response.status_code // 100 != 2:
+        raise RobotError(f"HTTP {response.status_code}")
+    if target.kind == "webhook":
+        return
+    try:
+        answer = response.json()
+    except ValueError:
+        raise RobotError(f"HTTP {response.status_code}: not JSON") from None
+    code = answer.get("code", answer.get("StatusCode")) if target.kind == "feishu" else answer.get("errcode")
+    if code not in (0, "0"):
+        message = answer.get("msg") or answer.get("errmsg") or answer.get("StatusMessage") or ""
+        raise RobotError(f"errcode {code}: {message}"[:500])

@@ -1,0 +1,1 @@
+"""Capacity monitoring: customer-count sync, snapshots and forecast, alert rules."""

@@ -1,0 +1,110 @@
+"""THE entry rule (导流入口, DESIGN.md): the client may show a store's entry only
+when the store is open, the binding is current, the flag is shown, and the
+account is active and not full.
+
+The rule is one SQL expression, `reason_expr`, selected by the client API, the
+export, the bindings page and the overview alike, so what the API tells the App
+always matches what the console shows.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import bindparam, case, literal
+from sqlalchemy.sql.elements import ColumnElement
+from sqlmodel import Session, col, select
+
+from core.permissions import Actor, Capability, require
+from db.models import Account, AccountStatus, Binding, Store, StoreStatus
+
+
+class EntryReason(StrEnum):
+    no_binding = "no_binding"
+    hidden = "hidden"
+    store_closed = "store_closed"
+    account_disabled = "account_disabled"
+    account_full = "account_full"
+
+
+# Reasons that keep an entry hidden whatever the operator's flag says.
+BLOCKING_REASONS = (EntryReason.store_closed, EntryReason.account_disabled, EntryReason.account_full)
+
+
+def current_binding_join() -> ColumnElement[bool]:
+    """Store ⟕ Binding on the store's current binding."""
+    return (col(Binding.store_id) == Store.id) & col(Binding.ended_at).is_(None)
+
+
+def reason_expr() -> ColumnElement:
+    """Why the entry is not visible, or NULL when it is, over Store ⟕ current
+    Binding ⟕ Account. Serving problems come before the operator's flag: a hidden
+    entry whose account is full still needs action. An account that is bound but
+    not active (standby) is not serving, so it counts as disabled."""
+    return case(
+        (Store.status != StoreStatus.open, literal(EntryReason.store_closed.value)),
+        (col(Binding.id).is_(None), literal(EntryReason.no_binding.value)),
+        (Account.status != AccountStatus.active, literal(EntryReason.account_disabled.value)),
+        (Account.customer_count >= Account.capacity_limit, literal(EntryReason.account_full.value)),
+        (col(Binding.shown).is_(False), literal(EntryReason.hidden.value)),
+        else_=None,
+    )
+
+
+@dataclass(frozen=True)
+class Entry:
+    crm_store_id: str
+    visible: bool
+    wecom_userid: str | None
+    wecom_name: str | None
+    reason: str | None
+
+    def as_json(self) -> dict:
+        """The client API's shape. A hidden entry names no account, so the App
+        can never show one it should not."""
+        body: dict = {"crm_store_id": self.crm_store_id, "visible": self.visible,
+                      "wecom_userid": self.wecom_userid if self.visible else None,
+                      "wecom_name": self.wecom_name if self.visible else None}
+        if not self.visible:
+            body["reason"] = self.reason
+        return body
+
+
+def _entry_query():
+    return (
+        select(Store.crm_store_id, Account.userid, Account.name, reason_expr())
+        .select_from(Store)
+        .join(Binding, current_binding_join(), isouter=True)
+        .join(Account, col(Account.id) == Binding.account_id, isouter=True)
+    )
+
+
+def _entry(row) -> Entry:
+    crm_store_id, userid, name, reason = row
+    return Entry(crm_store_id, reason is None, userid, name, reason)
+
+
+# Built once: the client API runs this per request, and building the statement
+# costs more than running it.
+_ENTRY_BY_ID = _entry_query().where(Store.crm_store_id == bindparam("crm_store_id"))
+
+
+def entry_for_store(*, session: Session, actor: Actor, crm_store_id: str) -> Entry | None:
+    """The entry of one store, or None when no such store exists. The CRM store
+    ID is matched as text: "000123" and "123" are different stores."""
+    require(actor, Capability.view_directory)
+    query = _ENTRY_BY_ID
+    if actor.branch_scope is not None:
+        query = query.where(Store.branch_id == actor.branch_scope)
+    row = session.connection().execute(query, {"crm_store_id": crm_store_id}).first()
+    return None if row is None else _entry(row)
+
+
+def all_entries(*, session: Session, actor: Actor, batch: int = 2000) -> Iterator[Entry]:
+    """Every store's entry, by CRM store ID, streamed in batches."""
+    require(actor, Capability.view_directory)
+    query = _entry_query().order_by(Store.crm_store_id)
+    if actor.branch_scope is not None:
+        query = query.where(Store.branch_id == actor.branch_scope)
+    for row in session.exec(query.execution_options(yield_per=batch)):
+        yield _entry(row)

@@ -1,0 +1,224 @@
+"""An httpx client for the WeCom server API (WECOM.md).
+
+- The access token is cached per (corp id, secret) for the whole process and
+  refetched once when WeCom says it is invalid (40014, 41001, 42001).
+- Each API path has its own pacing limiter (default 9,000 calls/min, below
+  WeCom's 10,000), shared by every thread using the client.
+- -1, 45009, 45033 and network errors are retried with exponential backoff and
+  jitter (busy and network errors at most 3 times); every other errcode becomes a `WeComError` carrying an operator
+  reason key (see `REASONS`).
+"""
+
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+log = logging.getLogger("wecom")
+# One line per request would bury the sidecar log (a sync makes thousands of calls).
+logging.getLogger("httpx").setLevel(logging.WARNING)
+
+TOKEN_INVALID = {40014, 41001, 42001}
+BUSY = -1
+THROTTLED = {45009, 45033}
+BUSY_RETRIES = 3
+# Reason keys in the message catalog (console/messages/capacity.py); an errcode
+# not listed here is shown with its number and WeCom's errmsg.
+REASONS = {
+    40001: "wecom.reason.bad_secret",
+    40013: "wecom.reason.bad_corpid",
+    40003: "wecom.reason.bad_userid",
+    48002: "wecom.reason.api_not_allowed",
+    60011: "wecom.reason.no_privilege",
+    60020: "wecom.reason.ip_not_trusted",
+    60111: "wecom.reason.userid_not_found",
+    84061: "wecom.reason.not_customer_contact",
+    45009: "wecom.reason.rate_limited",
+    45033: "wecom.reason.concurrency_limited",
+    -1: "wecom.reason.busy",
+}
+NETWORK_REASON = "wecom.reason.network"
+NOT_IN_SCOPE_REASON = "wecom.reason.not_in_follow_list"
+
+
+class WeComError(Exception):
+    """A WeCom answer (or network failure) that retrying did not fix."""
+
+    def __init__(self, errcode: int | None, errmsg: str, api: str) -> None:
+        super().__init__(f"{api}: errcode {errcode}: {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+        self.api = api
+
+    @property
+    def reason_key(self) -> str:
+        if self.errcode is None:
+            return NETWORK_REASON
+        return REASONS.get(self.errcode, "wecom.reason.other")
+
+
+class RateLimiter:
+    """Paces calls evenly at `per_minute`, so no 60-second window ever holds more
+    (a burst then a wait would break WeCom's per-minute count at the window edge)."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.interval = 60.0 / per_minute
+        self._next = 0.0
+        self._lock = threading.Lock()
+        self._clock = clock
+        self._sleep = sleep
+
+    def acquire(self) -> None:
+        with self._lock:
+            now = self._clock()
+            slot = max(now, self._next)
+            self._next = slot + self.interval
+        if slot > now:
+            self._sleep(slot - now)
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+_TOKENS: dict[tuple[str, str, str], _Token] = {}
+_TOKEN_LOCK = threading.Lock()
+
+
+def forget_tokens() -> None:
+    """Drop every cached token (a changed secret, or tests)."""
+    with _TOKEN_LOCK:
+        _TOKENS.clear()
+
+
+@dataclass
+class RetryPolicy:
+    base_seconds: float = 2.0
+    max_seconds: float = 60.0
+    # Total attempts for throttling and network errors before giving up.
+    max_attempts: int = 8
+
+    def delay(self, attempt: int) -> float:
+        """Full jitter: a random wait up to base·2^attempt, capped."""
+        return random.uniform(self.base_seconds / 2, min(self.max_seconds, self.base_seconds * 2 ** attempt))
+
+
+@dataclass
+class WeComClient:
+    base_url: str
+    corp_id: str
+    secret: str
+    per_minute: int = 9000
+    timeout: float = 10.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    max_connections: int = 32
+
+    def __post_init__(self) -> None:
+        self.base_url = self.base_url.rstrip("/")
+        self._http = httpx.Client(timeout=self.timeout, limits=httpx.Limits(
+            max_connections=self.max_connections, max_keepalive_connections=self.max_connections))
+        self._limiters: dict[str, RateLimiter] = {}
+        self._limiters_lock = threading.Lock()
+        self.stats = {"calls": 0, "retries": 0, "throttled": 0, "token_refreshes": 0}
+        self._stats_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> "WeComClient":
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.close()
+
+    def _count(self, key: str) -> None:
+        with self._stats_lock:
+            self.stats[key] += 1
+
+    def _limiter(self, api: str) -> RateLimiter:
+        with self._limiters_lock:
+            limiter = self._limiters.get(api)
+            if limiter is None:
+                limiter = self._limiters[api] = RateLimiter(self.per_minute)
+            return limiter
+
+    # -- token -------------------------------------------------------------
+
+    def _token_key(self) -> tuple[str, str, str]:
+        return (self.base_url, self.corp_id, self.secret)
+
+    def access_token(self, *, stale: str | None = None) -> str:
+        """The cached token; refetched when missing, expiring, or equal to
+        `stale` (the one WeCom just refused) — so concurrent callers that all saw
+        the same refusal refetch it once."""
+        key = self._token_key()
+        with _TOKEN_LOCK:
+            token = _TOKENS.get(key)
+            if token and token.value != stale and token.expires_at > time.monotonic():
+                return token.value
+            answer = self._call_raw("gettoken", "GET", {"corpid": self.corp_id, "corpsecret": self.secret})
+            # Refresh a little early: a token about to expire fails mid-sync.
+            lifetime = max(60, int(answer.get("expires_in", 7200)) - 300)
+            _TOKENS[key] = _Token(answer["access_token"], time.monotonic() + lifetime)
+            self._count("token_refreshes")
+            return answer["access_token"]
+
+    # -- calls -------------------------------------------------------------
+
+    def _call_raw(self, api: str, method: str, params: dict[str, Any], body: Any = None) -> dict[str, Any]:
+        """One API call with pacing and retries; raises WeComError."""
+        busy_retries = 0
+        attempt = 0
+        while True:
+            self._limiter(api).acquire()
+            self._count("calls")
+            try:
+                response = self._http.request(method, f"{self.base_url}/cgi-bin/{api}", params=params, json=body)
+                answer = response.json()
+                errcode = int(answer.get("errcode", 0))
+                errmsg = str(answer.get("errmsg", ""))
+            except (httpx.HTTPError, ValueError) as exc:
+                errcode, errmsg, answer = None, f"{type(exc).__name__}: {exc}", {}
+            if errcode == 0:
+                return answer
+            # Busy and network errors: at most 3 retries (WECOM.md); throttling: back off longer.
+            retryable = errcode in THROTTLED or (errcode in (BUSY, None) and busy_retries < BUSY_RETRIES)
+            if errcode in (BUSY, None):
+                busy_retries += 1
+            if errcode in THROTTLED:
+                self._count("throttled")
+            attempt += 1
+            if not retryable or attempt >= self.retry.max_attempts:
+                raise WeComError(errcode, errmsg, api)
+            self._count("retries")
+            wait = self.retry.delay(attempt)
+            log.info("wecom %s: errcode %s (%s), retry %d in %.1f s", api, errcode, errmsg, attempt, wait)
+            time.sleep(wait)
+
+    def call(self, api: str, *, method: str = "GET", params: dict[str, Any] | None = None,
+             body: Any = None) -> dict[str, Any]:
+        """An authenticated call; a refused token is refetched once and the call retried once."""
+        token = self.access_token()
+        try:
+            return self._call_raw(api, method, {**(params or {}), "access_token": token}, body)
+        except WeComError as exc:
+            if exc.errcode not in TOKEN_INVALID:
+                raise
+        token = self.access_token(stale=token)
+        return self._call_raw(api, method, {**(params or {}), "access_token": token}, body)
+
+    def follow_users(self) -> list[str]:
+        """Members with customer contact enabled, within the app's scope."""
+        return list(self.call("externalcontact/get_follow_user_list").get("follow_user", []))
+
+    def customer_count(self, userid: str) -> int:
+        """There is no count API: the count is the length of the member's customer list."""
+        return len(self.call("externalcontact/list", params={"userid": userid}).get("external_userid", []))

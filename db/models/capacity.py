@@ -1,0 +1,123 @@
+"""Capacity monitoring: count snapshots, alerts (one row per account, level and
+episode), alert channels (group robots) and the delivery outbox."""
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, Column, DateTime, Index, String, Text, text
+from sqlmodel import Field, SQLModel
+
+from core.timeutil import utcnow
+
+OPEN_EPISODE = text("closed_at IS NULL")
+
+
+class AlertLevel(StrEnum):
+    warn = "warn"
+    critical = "critical"
+    full = "full"
+
+
+class ChannelKind(StrEnum):
+    wecom = "wecom"
+    dingtalk = "dingtalk"
+    feishu = "feishu"
+    webhook = "webhook"
+
+
+class DeliveryStatus(StrEnum):
+    pending = "pending"
+    sent = "sent"
+    failed = "failed"
+
+
+class CountSnapshot(SQLModel, table=True):
+    """An account's customer count as one sync saw it (the trend and forecast)."""
+
+    __tablename__ = "count_snapshot"
+    __table_args__ = (Index("ix_count_snapshot_account_taken", "account_id", "taken_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id")
+    customer_count: int
+    taken_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class CapacityAlert(SQLModel, table=True):
+    """One episode of an account above a level: opened when usage crosses the
+    level, closed when it falls far enough below it. At most one open episode
+    per account and level (partial unique index)."""
+
+    __tablename__ = "capacity_alert"
+    __table_args__ = (
+        CheckConstraint("level in ('warn', 'critical', 'full')", name="ck_capacity_alert_level"),
+        Index("uq_capacity_alert_open", "account_id", "level", unique=True,
+              sqlite_where=OPEN_EPISODE, postgresql_where=OPEN_EPISODE),
+        Index("ix_capacity_alert_opened", "opened_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    account_id: int = Field(foreign_key="account.id")
+    level: str = Field(max_length=16)
+    level_pct: int
+    branch_id: int | None = Field(default=None, foreign_key="branch.id")
+    customer_count: int
+    capacity_limit: int
+    opened_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    closed_at: datetime | None = Field(default=None, sa_type=DateTime)
+    # False when a jump across several levels notified only the highest one.
+    notified: bool = Field(default=True)
+    last_notified_at: datetime | None = Field(default=None, sa_type=DateTime)
+    notify_count: int = Field(default=0)
+    acknowledged_at: datetime | None = Field(default=None, sa_type=DateTime)
+    acknowledged_by_id: int | None = Field(default=None, foreign_key="user.id")
+    version: int = Field(default=1)
+
+
+class AlertChannel(SQLModel, table=True):
+    """A group robot; without a branch it receives every alert."""
+
+    __tablename__ = "alert_channel"
+    __table_args__ = (
+        CheckConstraint("kind in ('wecom', 'dingtalk', 'feishu', 'webhook')", name="ck_alert_channel_kind"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    kind: str = Field(max_length=16)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    secret: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
+    branch_id: int | None = Field(default=None, foreign_key="branch.id")
+    enabled: bool = Field(default=True)
+    # The robot's own rate window, kept here so a sidecar taking over respects it.
+    window_started_at: datetime | None = Field(default=None, sa_type=DateTime)
+    window_sends: int = Field(default=0)
+    last_success_at: datetime | None = Field(default=None, sa_type=DateTime)
+    last_error_at: datetime | None = Field(default=None, sa_type=DateTime)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+
+
+class AlertDelivery(SQLModel, table=True):
+    """The outbox: one message for one channel, written in the same transaction
+    as its alert and sent later, so that nothing is lost when a robot is down."""
+
+    __tablename__ = "alert_delivery"
+    __table_args__ = (
+        CheckConstraint("status in ('pending', 'sent', 'failed')", name="ck_alert_delivery_status"),
+        Index("ix_alert_delivery_due", "status", "next_attempt_at"),
+        Index("ix_alert_delivery_alert", "alert_id"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int | None = Field(default=None, foreign_key="capacity_alert.id")
+    channel_id: int = Field(foreign_key="alert_channel.id")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(default=DeliveryStatus.pending, max_length=16)
+    attempts: int = Field(default=0)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    next_attempt_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    # Retried until then; an operator's "retry" moves it.
+    retry_until: datetime = Field(sa_type=DateTime)
+    sent_at: datetime | None = Field(default=None, sa_type=DateTime)
+    # How many messages went out together in the digest that carried this one.
+    digest_size: int | None = Field(default=None)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    version: int = Field(default=1)

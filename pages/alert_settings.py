@@ -1,0 +1,116 @@
+import pandas as pd
+import streamlit as st
+
+from console.messages import t
+from console.ui.context import db, page_actor, show_error
+from core import settings_store
+from core.alerts import channels as channel_service
+from core.capacity import alert_settings
+from core.capacity.template import PLACEHOLDERS, default_template
+from core.capacity.usage import visible_branches
+from core.errors import DomainError
+from core.permissions import Capability
+from core.timeutil import format_display
+
+actor = page_actor(Capability.manage_alerts)
+st.title(t("alert_settings.title"))
+
+with db() as session:
+    values = settings_store.effective_all(session=session)
+    channel_rows = channel_service.list_channels(session=session, actor=actor)
+    branches = visible_branches(session=session, actor=actor)
+
+st.subheader(t("alert_settings.thresholds"))
+with st.form("alert_thresholds"):
+    cols = st.columns(5)
+    warn = cols[0].number_input(t("alert_settings.warn_pct"), 1, 100, int(values["capacity.warn_pct"]), key="th_warn")
+    critical = cols[1].number_input(t("alert_settings.critical_pct"), 1, 100, int(values["capacity.critical_pct"]),
+                                    key="th_critical")
+    full = cols[2].number_input(t("alert_settings.full_pct"), 1, 200, int(values["capacity.full_pct"]), key="th_full")
+    hysteresis = cols[3].number_input(t("alert_settings.hysteresis_pct"), 1, 50,
+                                      int(values["capacity.hysteresis_pct"]), key="th_hysteresis",
+                                      help=t("alert_settings.hysteresis_help"))
+    repeat = cols[4].number_input(t("alert_settings.repeat_hours"), 1, 720, int(values["capacity.repeat_hours"]),
+                                  key="th_repeat")
+    if st.form_submit_button(t("alert_settings.save_thresholds")):
+        try:
+            with db() as session:
+                alert_settings.save_thresholds(session=session, actor=actor, warn=warn, critical=critical, full=full,
+                                               hysteresis=hysteresis, repeat_hours=repeat)
+            st.success(t("common.saved"))
+        except DomainError as exc:
+            show_error(exc)
+
+st.subheader(t("alert_settings.template"))
+st.caption(t("alert_settings.template_help", placeholders="、".join("{" + p + "}" for p in PLACEHOLDERS)))
+with st.form("alert_template"):
+    text = st.text_area(t("alert_settings.template"), values["capacity.alert_template"], height=100,
+                        key="template_text", label_visibility="collapsed")
+    left, right = st.columns(2)
+    save = left.form_submit_button(t("alert_settings.save_template"))
+    reset = right.form_submit_button(t("alert_settings.reset_template"))
+if save or reset:
+    try:
+        with db() as session:
+            saved = alert_settings.save_template(session=session, actor=actor, text=default_template() if reset else text)
+        st.success(t("common.saved"))
+        st.caption(t("alert_settings.template_preview"))
+        st.code(alert_settings.preview(saved), language=None)
+    except DomainError as exc:
+        show_error(exc)
+
+st.subheader(t("alert_settings.channels"))
+if channel_rows:
+    st.dataframe(pd.DataFrame([{
+        t("alert_settings.ch.id"): row.channel.id, t("alert_settings.ch.name"): row.channel.name,
+        t("alert_settings.ch.kind"): t(f"channel_kind.{row.channel.kind}"),
+        t("alert_settings.ch.branch"): row.branch_name or t("alert_settings.ch.all_branches"),
+        t("alert_settings.ch.enabled"): t("common.yes") if row.channel.enabled else t("common.no"),
+        t("alert_settings.ch.signed"): t("common.yes") if row.channel.secret else t("common.no"),
+        t("alert_settings.ch.pending"): row.pending,
+        t("alert_settings.ch.last_success"): format_display(row.channel.last_success_at),
+        t("alert_settings.ch.last_error"): (f"{format_display(row.channel.last_error_at)} {row.channel.last_error}"
+                                            if row.channel.last_error else ""),
+    } for row in channel_rows]), hide_index=True, width="stretch")
+    by_id = {row.channel.id: row.channel for row in channel_rows}
+    chosen = st.selectbox(t("alert_settings.channel_select"), list(by_id), key="channel_chosen",
+                          format_func=lambda c: f"#{c} {by_id[c].name}")
+    left, right = st.columns(2)
+    if left.button(t("alert_settings.send_test"), key="channel_test"):
+        try:
+            with db() as session:
+                channel_service.send_test(session=session, actor=actor, channel_id=chosen)
+            st.success(t("alert_settings.test_ok"))
+        except DomainError as exc:
+            show_error(exc)
+    if right.button(t("alert_settings.toggle"), key="channel_toggle"):
+        try:
+            with db() as session:
+                channel_service.set_enabled(session=session, actor=actor, channel_id=chosen,
+                                            enabled=not by_id[chosen].enabled, version=by_id[chosen].version)
+            st.success(t("alert_settings.toggled"))
+            st.rerun()
+        except DomainError as exc:
+            show_error(exc)
+else:
+    st.info(t("alert_settings.channels_none"))
+
+st.subheader(t("alert_settings.add_channel"))
+branch_codes = {code: f"{code} {name}" for _id, code, name in branches}
+with st.form("channel_add", clear_on_submit=False):
+    kind = st.selectbox(t("alert_settings.kind"), ["wecom", "dingtalk", "feishu", "webhook"], key="channel_kind",
+                        format_func=lambda k: t(f"channel_kind.{k}"))
+    name = st.text_input(t("alert_settings.name"), key="channel_name")
+    url = st.text_input(t("alert_settings.url"), key="channel_url")
+    secret = st.text_input(t("alert_settings.secret"), type="password", key="channel_secret")
+    branch_code = st.selectbox(t("alert_settings.branch"), [""] + list(branch_codes), key="channel_branch",
+                               format_func=lambda c: branch_codes.get(c, t("alert_settings.ch.all_branches")))
+    if st.form_submit_button(t("alert_settings.add")):
+        try:
+            with db() as session:
+                channel = channel_service.add_channel(session=session, actor=actor, kind=kind, url=url, secret=secret,
+                                                      branch_code=branch_code, name=name)
+            st.success(t("alert_settings.added", name=channel.name))
+            st.rerun()
+        except DomainError as exc:
+            show_error(exc)

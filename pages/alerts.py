@@ -1,0 +1,124 @@
+from datetime import UTC, datetime
+
+import httpx
+import pandas as pd
+import streamlit as st
+
+from console.messages import t
+from console.ui.context import db, page_actor, show_error
+from console.ui.widgets import page_window, pager
+from core.alerts import log as alert_log
+from core.config import get_settings
+from core.errors import DomainError
+from core.permissions import Capability
+from core.timeutil import display_zone, format_display
+from core.wecom.simulator import fetch_inbox
+
+actor = page_actor(Capability.manage_alerts)
+st.title(t("alerts.title"))
+
+status = st.segmented_control(t("alerts.status_filter"), ["open", "unacknowledged", "all"], default="open",
+                              key="alerts_status", help=t("alerts.status_help"),
+                              format_func=lambda s: t(f"alerts.status.{s}")) or "open"
+offset, limit = page_window("alerts_list")
+with db() as session:
+    rows, total = alert_log.list_alerts(session=session, actor=actor, status=status, offset=offset, limit=limit)
+
+
+def notified_text(row) -> str:
+    alert = row.alert
+    if not alert.notified:
+        return t("alerts.notified.superseded")
+    if alert.last_notified_at is None:
+        return t("alerts.notified.never")
+    return t("alerts.notified.yes", count=alert.notify_count, at=format_display(alert.last_notified_at))
+
+
+if rows:
+    st.dataframe(pd.DataFrame([{
+        t("alerts.col.id"): r.alert.id,
+        t("alerts.col.opened"): format_display(r.alert.opened_at),
+        t("alerts.col.level"): f"{t(f'capacity.level.{r.alert.level}')} {r.alert.level_pct}%",
+        t("alerts.col.account"): r.userid, t("alerts.col.name"): r.account_name,
+        t("alerts.col.branch"): r.branch_name or "",
+        t("alerts.col.usage"): f"{r.alert.customer_count:,}/{r.alert.capacity_limit:,}",
+        t("alerts.col.state"): t("alerts.state.open") if r.alert.closed_at is None else
+        t("alerts.state.closed", at=format_display(r.alert.closed_at)),
+        t("alerts.col.notified"): notified_text(r),
+        t("alerts.col.acknowledged"): t("alerts.ack.none") if r.alert.acknowledged_at is None else
+        t("alerts.ack.by", at=format_display(r.alert.acknowledged_at)),
+    } for r in rows]), hide_index=True, width="stretch")
+else:
+    st.caption(t("common.no_rows"))
+pager(total, "alerts_list")
+
+unacknowledged = {r.alert.id: r for r in rows if r.alert.acknowledged_at is None and r.alert.notified}
+with st.form("alerts_ack"):
+    chosen = st.multiselect(t("alerts.ack_select"), list(unacknowledged), key="alerts_ack_ids",
+                            placeholder=t("alerts.choose"),
+                            format_func=lambda a: f"#{a} {unacknowledged[a].userid} "
+                                                  f"{t(f'capacity.level.{unacknowledged[a].alert.level}')}")
+    if st.form_submit_button(t("alerts.ack_button")):
+        try:
+            with db() as session:
+                done = alert_log.acknowledge(session=session, actor=actor, alert_versions={
+                    alert_id: unacknowledged[alert_id].alert.version for alert_id in chosen})
+            st.success(t("alerts.acked", count=done))
+        except DomainError as exc:
+            show_error(exc)
+
+st.subheader(t("alerts.deliveries"))
+delivery_status = st.segmented_control(
+    t("alerts.delivery_filter"), ["pending", "sent", "failed"], key="alerts_delivery_status",
+    format_func=lambda s: t(f"alerts.delivery.{s}"))
+d_offset, d_limit = page_window("alerts_deliveries")
+with db() as session:
+    deliveries, d_total = alert_log.list_deliveries(session=session, actor=actor, status=delivery_status,
+                                                    offset=d_offset, limit=d_limit)
+if deliveries:
+    st.dataframe(pd.DataFrame([{
+        t("alerts.dcol.id"): d.delivery.id, t("alerts.dcol.channel"): d.channel_name,
+        t("alerts.dcol.created"): format_display(d.delivery.created_at),
+        t("alerts.dcol.status"): t(f"alerts.delivery.{d.delivery.status}"),
+        t("alerts.dcol.attempts"): d.delivery.attempts,
+        t("alerts.dcol.next"): format_display(d.delivery.next_attempt_at) if d.delivery.status == "pending" else "",
+        t("alerts.dcol.sent"): format_display(d.delivery.sent_at),
+        t("alerts.dcol.digest"): t("alerts.dcol.digest_of", count=d.delivery.digest_size - 1)
+        if d.delivery.digest_size else "",
+        t("alerts.dcol.error"): d.delivery.last_error or "",
+        t("alerts.dcol.text"): d.delivery.text,
+    } for d in deliveries]), hide_index=True, width="stretch")
+else:
+    st.caption(t("common.no_rows"))
+pager(d_total, "alerts_deliveries")
+
+failed = [d.delivery.id for d in deliveries if d.delivery.status == "failed"]
+if failed:
+    with st.form("alerts_retry"):
+        retry = st.multiselect(t("alerts.retry_select"), failed, key="alerts_retry_ids", placeholder=t("alerts.choose"))
+        if st.form_submit_button(t("alerts.retry_button")):
+            try:
+                with db() as session:
+                    count = alert_log.retry_deliveries(session=session, actor=actor, delivery_ids=retry)
+                st.success(t("alerts.retried", count=count))
+            except DomainError as exc:
+                show_error(exc)
+
+settings = get_settings()
+if settings.uses_wecom_simulator:
+    st.subheader(t("alerts.inbox"))
+    st.caption(t("alerts.inbox_help"))
+    try:
+        inbox = fetch_inbox(settings.WECOM_API_BASE)
+    except (httpx.HTTPError, ValueError) as exc:
+        st.warning(t("alerts.inbox_unreachable", reason=type(exc).__name__))
+    else:
+        if inbox:
+            st.dataframe(pd.DataFrame([{
+                t("alerts.inbox.col.time"): datetime.fromtimestamp(m["received_at"], UTC).astimezone(
+                    display_zone()).strftime("%Y-%m-%d %H:%M:%S"),
+                t("alerts.inbox.col.robot"): t("channel_kind." + m["kind"]) + " · " + m["robot"],
+                t("alerts.inbox.col.text"): m["text"],
+            } for m in inbox]), hide_index=True, width="stretch")
+        else:
+            st.caption(t("alerts.inbox_empty"))

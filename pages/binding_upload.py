@@ -1,0 +1,176 @@
+import hashlib
+
+import pandas as pd
+import streamlit as st
+
+from console.messages import error_text, t
+from console.ui.context import db, page_actor, show_error
+from console.ui.widgets import page_window, pager
+from core import binding_import as service
+from core import stores as store_service
+from core.errors import ConcurrentEdit, DomainError
+from core.exports import to_xlsx_bytes
+from core.permissions import Capability
+from core.timeutil import format_display
+
+XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+STATUSES = ["new", "changed", "unchanged", "error"]
+
+actor = page_actor(Capability.upload_bindings)
+st.title(t("binding_import.upload_title"))
+st.caption(t("binding_import.intro"))
+
+flash = st.session_state.pop("bi_flash", None)
+if flash:
+    st.success(flash)
+
+with db() as session:
+    branches = store_service.visible_branches(session=session, actor=actor)
+if actor.branch_scope is not None:
+    own = next(b for b in branches if b.id == actor.branch_scope)
+    branch_id = own.id
+    st.info(t("binding_import.branch_fixed", branch=f"{own.code} {own.name}"))
+    template_codes = [own.code]
+else:
+    options = {b.id: f"{b.code} {b.name}" for b in branches}
+    branch_id = st.selectbox(t("binding_import.branch"), list(options), format_func=options.get, index=None,
+                             placeholder=t("binding_import.branch_all_hint"), key="bi_branch")
+    template_codes = [b.code for b in branches if branch_id in (None, b.id)]
+
+
+def template_xlsx() -> bytes:
+    return service.template_xlsx(
+        branch_codes=template_codes, sheet_title=t("binding_import.template.sheet"),
+        help_title=t("binding_import.template.help_sheet"),
+        instructions=t("binding_import.template.help").split("\n"),
+        example_caption=t("binding_import.template.example"),
+        example=[[template_codes[0] if template_codes else "BJ01", "000123", "北京朝阳大悦城店", "zhangsan01",
+                  "朝阳大悦城客服张三"]],
+        validation_messages={"title": t("binding_import.template.validation_title"),
+                             "branch_code": t("binding_import.template.validation_branch"),
+                             "crm_store_id": t("binding_import.template.validation_store"),
+                             "wecom_userid": t("binding_import.template.validation_userid"),
+                             "wecom_name": t("binding_import.template.validation_name")})
+
+
+left, right = st.columns(2)
+left.download_button(t("binding_import.template_xlsx"), template_xlsx(), file_name="binding_template.xlsx",
+                     mime=XLSX_MIME, key="bi_template_xlsx", on_click="ignore")
+right.download_button(t("binding_import.template_csv"), service.template_csv(), file_name="binding_template.csv",
+                      mime="text/csv", key="bi_template_csv", on_click="ignore")
+
+if branch_id is None:
+    st.info(t("binding_import.branch_all_hint"))
+    st.stop()
+
+nonce = st.session_state.setdefault("bi_nonce", 0)
+upload = st.file_uploader(t("binding_import.file"), type=["xlsx", "csv"], key=f"bi_file_{nonce}")
+if upload is None:
+    st.stop()
+
+data = upload.getvalue()
+cache_key = (hashlib.sha256(data).hexdigest(), upload.name, branch_id)
+cached = st.session_state.get("bi_preview")
+if cached is None or cached[0] != cache_key:
+    try:
+        parsed = service.parse_sheet(data, upload.name)
+        with db() as session:
+            preview = service.preview(session=session, actor=actor, parsed=parsed, branch_id=branch_id)
+    except DomainError as exc:
+        st.session_state.pop("bi_preview", None)
+        show_error(exc)
+        st.stop()
+    cached = (cache_key, preview)
+    st.session_state["bi_preview"] = cached
+    st.session_state.pop("bi_stale", None)
+_, preview = cached
+parsed = preview.parsed
+
+encoding = f"，{parsed.encoding}" if parsed.encoding else ""
+st.caption(t("binding_import.file_kind", filename=parsed.filename, rows=len(parsed.rows), kind=parsed.file_kind,
+             encoding=encoding))
+if preview.already_imported is not None:
+    earlier = preview.already_imported
+    st.info(t("binding_import.already_imported", at=format_display(earlier.committed_at), user=earlier.uploaded_by,
+              id=earlier.import_id))
+
+counts = st.columns(5)
+counts[0].metric(t("binding_import.count.new"), preview.new_count)
+counts[1].metric(t("binding_import.count.changed"), preview.changed_count)
+counts[2].metric(t("binding_import.count.unchanged"), preview.unchanged_count)
+counts[3].metric(t("binding_import.count.warning"), preview.warning_count)
+counts[4].metric(t("binding_import.count.error"), preview.error_count)
+if preview.accounts_to_create:
+    st.caption(t("binding_import.accounts_to_create", count=preview.accounts_to_create))
+
+
+def reasons(row: service.PreviewRow) -> str:
+    return "；".join([error_text(DomainError(i.key, **i.params)) for i in row.errors + row.warnings])
+
+
+filters = {"all": t("binding_import.filter.all"), **{s: t(f"binding_import.status.{s}") for s in STATUSES},
+           "warning": t("binding_import.filter.warning")}
+default_filter = "error" if preview.error_count else "all"
+chosen = st.selectbox(t("binding_import.filter"), list(filters), format_func=filters.get,
+                      index=list(filters).index(default_filter), key="bi_filter")
+shown = [r for r in preview.rows
+         if chosen == "all" or (r.warnings if chosen == "warning" else r.status == chosen)]
+offset, limit = page_window("bi_rows")
+labels = {c.key: c.label for c in service.BINDING_COLUMNS}
+st.dataframe(pd.DataFrame([{
+    t("binding_import.col.row"): r.row_number, t("binding_import.col.status"): t(f"binding_import.status.{r.status}"),
+    **{labels[k]: r.values.get(k, "") for k in labels},
+    t("binding_import.col.previous"): r.previous_userid or "", t("binding_import.col.reason"): reasons(r),
+} for r in shown[offset:offset + limit]]), hide_index=True, width="stretch")
+pager(len(shown), "bi_rows")
+
+if preview.error_count or preview.warning_count:
+    report_key = ("bi_report", cache_key)
+    if st.session_state.get("bi_report_key") != report_key:
+        report = pd.DataFrame([{t("binding_import.col.row"): r.row_number, **r.raw,
+                                t("binding_import.col.status"): t(f"binding_import.status.{r.status}"),
+                                t("binding_import.col.reason"): reasons(r)} for r in preview.rows])
+        st.session_state["bi_report"] = to_xlsx_bytes(report, t("binding_import.template.sheet"))
+        st.session_state["bi_report_key"] = report_key
+    st.download_button(t("binding_import.error_report"), st.session_state["bi_report"],
+                       file_name=f"{parsed.filename.rsplit('.', 1)[0]}_report.xlsx", mime=XLSX_MIME,
+                       key="bi_report_dl", on_click="ignore")
+
+if preview.error_count:
+    st.error(t("binding_import.errors_block", count=preview.error_count))
+    st.stop()
+if preview.already_imported is not None:
+    st.stop()
+if not preview.new_count and not preview.changed_count:
+    st.info(t("binding_import.nothing_to_commit"))
+    st.stop()
+
+stale = st.session_state.get("bi_stale")
+if stale:
+    # Something the preview rests on changed; its figures are no longer true.
+    st.error(stale)
+    if st.button(t("binding_import.preview_again"), type="primary", key="bi_again"):
+        st.session_state.pop("bi_preview", None)
+        st.session_state.pop("bi_stale", None)
+        st.rerun()
+    st.stop()
+
+confirmed = True
+if preview.warning_count:
+    confirmed = st.checkbox(t("binding_import.confirm_warning_box", count=preview.warning_count), key="bi_confirm")
+if st.button(t("binding_import.commit"), type="primary", disabled=not confirmed, key="bi_commit"):
+    try:
+        with db() as session:
+            result = service.commit(session=session, actor=actor, preview=preview, confirm_warnings=confirmed)
+    except ConcurrentEdit as exc:
+        st.session_state["bi_stale"] = error_text(exc)
+        st.rerun()
+    except DomainError as exc:
+        show_error(exc)
+    else:
+        st.session_state["bi_flash"] = t("binding_import.committed", new=result.new_count,
+                                         changed=result.changed_count, unchanged=result.unchanged_count,
+                                         accounts=result.accounts_created)
+        st.session_state.pop("bi_preview", None)
+        st.session_state["bi_nonce"] = nonce + 1
+        st.rerun()

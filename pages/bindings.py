@@ -1,0 +1,210 @@
+import pandas as pd
+import streamlit as st
+
+from console.messages import error_text, t
+from console.ui.context import db, page_actor, show_error
+from console.ui.widgets import download_buttons, page_window, pager
+from core import review
+from core import stores as store_service
+from core.entries import EntryReason
+from core.errors import DomainError
+from core.permissions import Capability
+from core.timeutil import format_display
+from db.models import AccountStatus
+
+actor = page_actor(Capability.view_directory)
+can_act = actor.can(Capability.review_entries)
+st.title(t("review.title"))
+TABLE_KEY = "review_table"
+PENDING_KEY = "review_pending"
+
+flash = st.session_state.pop("review_flash", None)
+if flash:
+    st.success(flash)
+if not can_act:
+    st.info(t("review.read_only"))
+
+
+def entry_text(reason: str | None) -> str:
+    return t("review.entry.visible") if reason is None else t(f"entry_reason.{reason}")
+
+
+def binding_frame(rows: list[review.BindingRow]) -> pd.DataFrame:
+    columns = ["crm_store_id", "store_name", "branch", "store_status", "wecom_userid", "wecom_name",
+               "account_status", "customer_count", "capacity_limit", "usage", "flag", "review", "entry", "started"]
+    return pd.DataFrame([{
+        "crm_store_id": r.crm_store_id, "store_name": r.store_name, "branch": r.branch_name,
+        "store_status": t(f"store_status.{r.store_status}"), "wecom_userid": r.wecom_userid,
+        "wecom_name": r.wecom_name, "account_status": t(f"account_status.{r.account_status}"),
+        "customer_count": r.customer_count, "capacity_limit": r.capacity_limit, "usage": round(r.usage * 100, 1),
+        "flag": t("stores.entry.shown" if r.shown else "stores.entry.hidden"),
+        "review": t("review.state.pending") if r.reviewed_at is None else
+        t("review.state.reviewed_by", who=r.reviewed_by or "", at=format_display(r.reviewed_at)),
+        "entry": entry_text(r.entry_reason), "started": format_display(r.started_at),
+    } for r in rows], columns=columns).rename(columns={c: t(f"review.col.{c}") for c in columns})
+
+
+def choose(label: str, options: dict, key: str, container):
+    return container.selectbox(label, list(options), format_func=options.get, key=key)
+
+
+def close_pending() -> None:
+    st.session_state.pop(PENDING_KEY, None)
+
+
+@st.dialog(t("review.confirm_title"), on_dismiss=close_pending)
+def confirm_bulk(pending: dict) -> None:
+    """The bulk confirmation: how many stores change, then all or nothing."""
+    shown = pending["shown"]
+    st.write(t("review.confirm_show" if shown else "review.confirm_hide",
+               selected=len(pending["versions"]), changing=pending["changing"]))
+    left, right = st.columns(2)
+    if right.button(t("common.cancel"), key="review_cancel"):
+        close_pending()
+        st.rerun()
+    if left.button(t("common.confirm"), type="primary", key="review_confirm"):
+        try:
+            with db() as session:
+                result = review.set_shown(session=session, actor=actor, versions=pending["versions"], shown=shown)
+        except review.BulkRefused as exc:
+            st.error(error_text(exc))
+            st.dataframe(pd.DataFrame([{
+                t("review.col.crm_store_id"): p.crm_store_id, t("review.col.store_name"): p.store_name,
+                t("review.col.problem"): t(f"review.problem.{p.reason}"),
+            } for p in exc.problems]), hide_index=True, width="stretch")
+        except DomainError as exc:
+            show_error(exc)
+        else:
+            close_pending()
+            st.session_state.pop(TABLE_KEY, None)
+            st.session_state["review_flash"] = t("review.done_show" if shown else "review.done_hide",
+                                                 changed=result.changed, unchanged=result.unchanged)
+            st.rerun()
+
+
+with db() as session:
+    branches = store_service.visible_branches(session=session, actor=actor)
+row1 = st.columns([2, 1, 1, 1, 1, 1])
+branch_id = choose(t("review.filter.branch"),
+                   {None: t("common.all"), **{b.id: f"{b.code} {b.name}" for b in branches}}, "review_branch", row1[0])
+review_state = choose(t("review.filter.review"), {None: t("common.all"), **{
+    s.value: t(f"review.state.{s.value}") for s in review.ReviewState}}, "review_state", row1[1])
+shown_flag = choose(t("review.filter.flag"), {None: t("common.all"), True: t("stores.entry.shown"),
+                                              False: t("stores.entry.hidden")}, "review_flag", row1[2])
+account_status = choose(t("review.filter.account_status"), {None: t("common.all"), **{
+    s.value: t(f"account_status.{s.value}") for s in AccountStatus}}, "review_account_status", row1[3])
+usage_band = choose(t("review.filter.usage"), {None: t("common.all"), **{
+    b.value: t(f"review.usage.{b.value}") for b in review.UsageBand}}, "review_usage", row1[4])
+entry_state = choose(t("review.filter.entry"), {None: t("common.all"), "visible": t("review.entry.visible"), **{
+    r.value: t(f"entry_reason.{r.value}") for r in EntryReason if r != EntryReason.no_binding}},
+    "review_entry", row1[5])
+search = st.text_input(t("review.search"), key="review_search")
+filters = review.BindingFilter(branch_id=branch_id, review=review_state, shown=shown_flag,
+                               account_status=account_status, usage_band=usage_band, entry=entry_state,
+                               search=search)
+
+offset, limit = page_window("review")
+try:
+    with db() as session:
+        rows, total = review.search_bindings(session=session, actor=actor, filters=filters, offset=offset,
+                                             limit=limit)
+except DomainError as exc:
+    show_error(exc)
+    st.stop()
+
+if not rows:
+    st.caption(t("common.no_rows"))
+event = st.dataframe(binding_frame(rows), hide_index=True, width="stretch", key=TABLE_KEY, on_select="rerun",
+                     selection_mode="multi-row" if can_act else "single-row")
+selected = [rows[i] for i in event.selection.rows if i < len(rows)]
+pager(total, "review")
+
+if can_act:
+    st.caption(t("review.selected", count=len(selected)))
+    all_matching = st.checkbox(t("review.all_matching", total=total), key="review_all_matching")
+    show_col, hide_col = st.columns(2)
+    wanted = None
+    if show_col.button(t("review.show_selected"), type="primary", key="review_bulk_show",
+                       disabled=not selected and not all_matching):
+        wanted = True
+    if hide_col.button(t("review.hide_selected"), key="review_bulk_hide", disabled=not selected and not all_matching):
+        wanted = False
+    if wanted is not None:
+        if all_matching:
+            with db() as session:
+                targets = review.matching_rows(session=session, actor=actor, filters=filters)
+        else:
+            targets = [review.Selected(r.binding_id, r.version, r.shown, r.reviewed_at is not None) for r in selected]
+        st.session_state[PENDING_KEY] = {
+            "shown": wanted, "versions": {s.binding_id: s.version for s in targets},
+            "changing": sum(1 for s in targets if s.would_change(wanted))}
+    if st.session_state.get(PENDING_KEY):
+        confirm_bulk(st.session_state[PENDING_KEY])
+
+if len(selected) == 1:
+    row = selected[0]
+    st.subheader(t("review.row_title", store=row.crm_store_id, name=row.store_name))
+    tabs = st.tabs([t("review.tab.history"), *([t("review.tab.replace"), t("review.tab.unbind")] if can_act else [])])
+    with tabs[0]:
+        with db() as session:
+            history = review.store_history(session=session, actor=actor, store_id=row.store_id)
+        history_frame = pd.DataFrame([{
+            t("review.col.wecom_userid"): h.wecom_userid, t("review.col.wecom_name"): h.wecom_name,
+            t("review.col.started"): format_display(h.started_at),
+            t("review.col.flag"): t("stores.entry.shown" if h.shown else "stores.entry.hidden"),
+            t("review.col.review"): format_display(h.reviewed_at) + (f" {h.reviewed_by}" if h.reviewed_by else ""),
+            t("review.col.ended"): format_display(h.ended_at),
+            t("review.col.end_reason"): t(f"end_reason.{h.end_reason}") if h.end_reason else t("review.current"),
+            t("review.col.ended_by"): h.ended_by or "",
+        } for h in history])
+        st.dataframe(history_frame, hide_index=True, width="stretch")
+    if can_act:
+        with tabs[1]:
+            with db() as session:
+                candidates = review.replacement_candidates(session=session, actor=actor)
+            options = {"": t("review.replace.new_userid"), **{
+                a.userid: t("review.replace.candidate", userid=a.userid, name=a.name,
+                            status=t(f"account_status.{a.status}"), count=a.customer_count, limit=a.capacity_limit)
+                for a in candidates}}
+            with st.form("review_replace", clear_on_submit=True):
+                picked = st.selectbox(t("review.replace.pick"), list(options), format_func=options.get,
+                                      key="review_replace_pick")
+                typed = st.text_input(t("review.replace.userid"), key="review_replace_userid")
+                name = st.text_input(t("review.replace.name"), key="review_replace_name")
+                show_now = st.checkbox(t("review.replace.show_now"), key="review_replace_show_now")
+                if st.form_submit_button(t("review.replace.submit"), type="primary"):
+                    userid = picked or typed
+                    if not userid.strip():
+                        st.error(t("review.replace.userid_required"))
+                    else:
+                        try:
+                            with db() as session:
+                                review.replace_account(session=session, actor=actor, binding_id=row.binding_id,
+                                                       expected_version=row.version, userid=userid, name=name,
+                                                       show_now=show_now)
+                        except DomainError as exc:
+                            show_error(exc)
+                        else:
+                            st.session_state.pop(TABLE_KEY, None)
+                            st.session_state["review_flash"] = t("review.replace.done", store=row.crm_store_id,
+                                                                 userid=userid.strip())
+                            st.rerun()
+        with tabs[2]:
+            st.warning(t("review.unbind.warning", store=row.crm_store_id, userid=row.wecom_userid))
+            sure = st.checkbox(t("review.unbind.confirm"), key="review_unbind_sure")
+            if st.button(t("review.unbind.submit"), disabled=not sure, key="review_unbind"):
+                try:
+                    with db() as session:
+                        review.unbind(session=session, actor=actor, binding_id=row.binding_id,
+                                      expected_version=row.version)
+                except DomainError as exc:
+                    show_error(exc)
+                else:
+                    st.session_state.pop(TABLE_KEY, None)
+                    st.session_state["review_flash"] = t("review.unbind.done", store=row.crm_store_id)
+                    st.rerun()
+
+if total and st.toggle(t("review.export"), key="review_export"):
+    with db() as session:
+        all_rows, _ = review.search_bindings(session=session, actor=actor, filters=filters, limit=total)
+    download_buttons(binding_frame(all_rows), "bindings", "review_dl")

@@ -1,0 +1,160 @@
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from console.messages import CATALOG, LANGUAGE, t
+from console.ui.context import db, page_actor, show_error
+from console.ui.widgets import download_buttons, page_window, pager
+from core.capacity import usage as usage_service
+from core.capacity.evaluate import thresholds
+from core.capacity.jobs import SYNC_JOB
+from core.errors import DomainError
+from core.permissions import Capability
+from core.scheduling import jobs, lease
+from core.timeutil import format_display, to_display
+
+actor = page_actor(Capability.view_directory)
+st.title(t("capacity.title"))
+
+
+with db() as session:
+    branches = usage_service.visible_branches(session=session, actor=actor)
+    levels = thresholds(session=session)
+
+left, middle, right = st.columns([2, 2, 1])
+branch_options = [None] + [branch_id for branch_id, _code, _name in branches]
+branch_names = {branch_id: f"{code} {name}" for branch_id, code, name in branches}
+if actor.branch_scope is None:
+    branch_id = left.selectbox(t("capacity.branch_filter"), branch_options, key="capacity_branch",
+                               format_func=lambda b: t("common.all") if b is None else branch_names[b])
+else:
+    branch_id = actor.branch_scope
+    left.text_input(t("capacity.branch_filter"), branch_names.get(branch_id, ""), disabled=True)
+sort = middle.selectbox(t("capacity.sort"), ["risk", "days_to_full", "growth"], key="capacity_sort",
+                        format_func=lambda key: t(f"capacity.sort.{key}"))
+only_over = right.checkbox(t("capacity.only_over"), key="capacity_only_over")
+
+try:
+    with db() as session:
+        rows = usage_service.account_usage(session=session, actor=actor, branch_id=branch_id)
+except DomainError as exc:
+    show_error(exc)
+    st.stop()
+
+metrics = st.columns(5)
+metrics[0].metric(t("capacity.metric.accounts"), f"{len(rows):,}")
+metrics[1].metric(t("capacity.metric.warn", pct=levels.warn), f"{sum(r.pct >= levels.warn for r in rows):,}")
+metrics[2].metric(t("capacity.metric.critical", pct=levels.critical),
+                  f"{sum(r.pct >= levels.critical for r in rows):,}")
+metrics[3].metric(t("capacity.metric.full"), f"{sum(r.pct >= levels.full for r in rows):,}")
+metrics[4].metric(t("capacity.metric.sync_errors"), f"{sum(bool(r.sync_error) for r in rows):,}")
+
+if only_over:
+    rows = [r for r in rows if r.pct >= levels.warn]
+if sort == "days_to_full":
+    rows.sort(key=lambda r: (r.days_to_full if r.days_to_full is not None else float("inf"), -r.pct))
+elif sort == "growth":
+    rows.sort(key=lambda r: (-(r.growth_per_day or 0), -r.pct))
+
+if not rows:
+    st.info(t("capacity.no_accounts"))
+else:
+    st.subheader(t("capacity.gauges"))
+    columns = st.columns(2)
+    for number, row in enumerate(rows[:12]):
+        with columns[number % 2]:
+            st.progress(min(row.pct / 100, 1.0), text=t(
+                "capacity.gauge_label", name=row.name or row.userid, userid=row.userid,
+                branch=row.branch_name or t("common.none"), count=f"{row.customer_count:,}",
+                limit=f"{row.capacity_limit:,}") + f" · {row.pct:.1f}%")
+            if row.customer_count >= row.capacity_limit:
+                st.caption(t("capacity.gauge_full"))
+            elif row.days_to_full is None:
+                st.caption(t("capacity.gauge_no_forecast"))
+            else:
+                st.caption(t("capacity.gauge_forecast", growth=f"{row.growth_per_day or 0:.1f}",
+                             days=f"{row.days_to_full:.1f}"))
+
+    st.subheader(t("capacity.risk_list"))
+    frame = pd.DataFrame([{
+        t("capacity.col.userid"): r.userid, t("capacity.col.name"): r.name,
+        t("capacity.col.branch"): r.branch_name or "", t("capacity.col.store"): r.store_name or "",
+        t("capacity.col.count"): r.customer_count, t("capacity.col.limit"): r.capacity_limit,
+        t("capacity.col.usage"): round(r.pct, 1),
+        t("capacity.col.growth"): None if r.growth_per_day is None else round(r.growth_per_day, 1),
+        t("capacity.col.days_to_full"): None if r.days_to_full is None else round(r.days_to_full, 1),
+        t("capacity.col.synced_at"): format_display(r.synced_at),
+        t("capacity.col.sync_error"): r.sync_error or "",
+    } for r in rows])
+    offset, limit = page_window("capacity_list")
+    st.dataframe(frame.iloc[offset:offset + limit], hide_index=True, width="stretch", column_config={
+        t("capacity.col.usage"): st.column_config.ProgressColumn(format="%.1f%%", min_value=0, max_value=100)})
+    pager(len(frame), "capacity_list")
+    download_buttons(frame, "capacity", "capacity_download")
+
+    st.subheader(t("capacity.trend"))
+    by_id = {r.account_id: r for r in rows}
+    chosen = st.selectbox(t("capacity.trend_account"), list(by_id)[:500], key="capacity_trend_account",
+                          format_func=lambda a: f"{by_id[a].userid} · {by_id[a].name} · {by_id[a].pct:.1f}%")
+    try:
+        with db() as session:
+            trend = usage_service.account_trend(session=session, actor=actor, account_id=chosen)
+    except DomainError as exc:
+        show_error(exc)
+    else:
+        if not trend.points:
+            st.caption(t("capacity.trend_none"))
+        else:
+            series, actual, forecast = t("capacity.trend.series"), t("capacity.trend.actual"), t("capacity.trend.forecast")
+            time_col, count_col = t("capacity.trend.time"), t("capacity.trend.count")
+            data = [{time_col: to_display(at), count_col: count, series: actual} for at, count in trend.points]
+            usage = trend.usage
+            if usage.days_to_full and usage.synced_at:
+                # The forecast: a straight line from now at the 7-day growth until the limit.
+                last = to_display(usage.synced_at)
+                data += [{time_col: last, count_col: usage.customer_count, series: forecast},
+                         {time_col: last + pd.Timedelta(days=min(usage.days_to_full, 60)),
+                          count_col: min(usage.capacity_limit,
+                                         usage.customer_count + usage.growth_per_day * min(usage.days_to_full, 60)),
+                          series: forecast}]
+            chart = alt.Chart(pd.DataFrame(data)).mark_line(point=True).encode(
+                x=alt.X(f"{time_col}:T", title=time_col, axis=alt.Axis(format="%m-%d %H:%M")),
+                y=alt.Y(f"{count_col}:Q", title=count_col),
+                color=alt.Color(f"{series}:N", title=series), strokeDash=alt.StrokeDash(f"{series}:N", legend=None))
+            limit_rule = alt.Chart(pd.DataFrame({count_col: [usage.capacity_limit]})).mark_rule(
+                color="red").encode(y=f"{count_col}:Q")
+            st.altair_chart(chart + limit_rule, key="capacity_trend_chart")
+            if usage.customer_count >= usage.capacity_limit:
+                st.caption(t("capacity.gauge_full"))
+            elif usage.days_to_full is None:
+                st.caption(t("capacity.gauge_no_forecast"))
+            else:
+                st.caption(t("capacity.gauge_forecast", growth=f"{usage.growth_per_day or 0:.1f}",
+                             days=f"{usage.days_to_full:.1f}"))
+
+st.subheader(t("capacity.jobs"))
+with db() as session:
+    age = lease.heartbeat_age_seconds(session=session)
+    runs = jobs.latest_runs(session=session)
+    pending = jobs.pending_request_ids(session=session)
+st.caption(t("capacity.jobs.heartbeat_missing") if age is None else
+           t("capacity.jobs.heartbeat", age=t("capacity.jobs.heartbeat_age", seconds=int(age))))
+if actor.can(Capability.manage_alerts):
+    if SYNC_JOB in pending:
+        st.caption(t("capacity.sync_pending"))
+    elif st.button(t("capacity.sync_now"), key="capacity_sync_now"):
+        try:
+            with db() as session:
+                jobs.request_run(session=session, actor=actor, job_id=SYNC_JOB)
+            st.success(t("capacity.sync_queued"))
+        except DomainError as exc:
+            show_error(exc)
+if runs:
+    st.dataframe(pd.DataFrame([{
+        t("capacity.jobs.col.job"): t(f"job.{run.job_id}") if f"job.{run.job_id}" in CATALOG[LANGUAGE] else run.job_id,
+        t("capacity.jobs.col.started"): format_display(run.started_at, "%Y-%m-%d %H:%M:%S"),
+        t("capacity.jobs.col.finished"): format_display(run.finished_at, "%Y-%m-%d %H:%M:%S"),
+        t("capacity.jobs.col.outcome"): t(f"job_outcome.{run.outcome}"),
+        t("capacity.jobs.col.figures"): run.figures_json or "",
+        t("capacity.jobs.col.error"): run.error or "",
+    } for run in runs]), hide_index=True, width="stretch")

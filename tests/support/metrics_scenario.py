@@ -1,0 +1,123 @@
+"""A fixed, messy event set with hand-computed expectations, shared by the
+metrics tests (SQLite and PostgreSQL, core, CLI and page).
+
+Stores: BJ01 has 000101 (bound), 000102 (binding ended), 101 (never bound),
+000103 (closed); SH01 has 000201 (bound) and 000202 (never bound).
+Range 2026-11-01 … 2026-11-03, Asia/Shanghai days.
+"""
+
+from datetime import date, datetime, timedelta, timezone
+
+from sqlmodel import Session
+
+from core import contacts, metrics, tracking
+from core.permissions import system_actor
+from db.models import Account, Binding, Branch, Store
+
+SYSTEM = system_actor("test")
+START, END = date(2026, 11, 1), date(2026, 11, 3)
+CST = timezone(timedelta(hours=8))
+# Binding of 000101 / account store101 began long before the range.
+BOUND_SINCE = datetime(2026, 10, 1)
+
+
+def build_org(session: Session) -> dict:
+    north, south = Branch(code="BJ01", name="北京分公司"), Branch(code="SH01", name="上海分公司")
+    session.add_all([north, south])
+    session.flush()
+    stores = {
+        "000101": Store(crm_store_id="000101", name="北京朝阳大悦城店", branch_id=north.id),
+        "000102": Store(crm_store_id="000102", name="北京海淀银泰店", branch_id=north.id),
+        "101": Store(crm_store_id="101", name="北京东城王府井店", branch_id=north.id),
+        "000103": Store(crm_store_id="000103", name="北京丰台万达店", branch_id=north.id, status="closed"),
+        "000201": Store(crm_store_id="000201", name="上海浦东陆家嘴店", branch_id=south.id),
+        "000202": Store(crm_store_id="000202", name="上海徐汇港汇店", branch_id=south.id),
+    }
+    session.add_all(stores.values())
+    accounts = {name: Account(userid=name, name=name, customer_count=10) for name in
+                ("store101", "store102", "store103", "store201")}
+    session.add_all(accounts.values())
+    session.flush()
+    session.add_all([
+        Binding(store_id=stores["000101"].id, account_id=accounts["store101"].id, started_at=BOUND_SINCE,
+                shown=True),
+        Binding(store_id=stores["000102"].id, account_id=accounts["store102"].id, started_at=BOUND_SINCE,
+                ended_at=datetime(2026, 10, 20), end_reason="unbound"),
+        Binding(store_id=stores["000103"].id, account_id=accounts["store103"].id, started_at=BOUND_SINCE,
+                ended_at=datetime(2026, 10, 20), end_reason="store_closed"),
+        Binding(store_id=stores["000201"].id, account_id=accounts["store201"].id, started_at=BOUND_SINCE,
+                shown=True),
+    ])
+    session.commit()
+    return {"north": north, "south": south, "stores": stores, "accounts": accounts}
+
+
+def event(event_id: str, name: str, when: str, user: str, store: str, platform: str = "app") -> dict:
+    return {"event_id": event_id, "event": name, "occurred_at": when, "user_key": user, "crm_store_id": store,
+            "platform": platform}
+
+
+EVENTS = [
+    # u1: views on two days at 000101 (one resent), then at 000201 (another branch) on h5.
+    event("e01", "order_result_view", "2026-11-01T10:00:00+08:00", "u1", "000101"),
+    event("e02", "order_result_view", "2026-11-02T09:00:00+08:00", "u1", "000101"),
+    event("e02", "order_result_view", "2026-11-02T09:00:00+08:00", "u1", "000101"),
+    event("e03", "entry_click", "2026-11-02T09:00:10+08:00", "u1", "000101"),
+    event("e04", "guide_view", "2026-11-02T09:00:12+08:00", "u1", "000101"),
+    event("e05", "add_click", "2026-11-02T09:00:20+08:00", "u1", "000101"),
+    event("e06", "add_click", "2026-11-03T20:00:00+08:00", "u1", "000101"),
+    event("e07", "jump_fail", "2026-11-03T20:00:01+08:00", "u1", "000101"),
+    event("e08", "order_result_view", "2026-11-03T12:00:00+08:00", "u1", "000201", "h5"),
+    # u2: 23:59:30 on Nov 1 and midnight of Nov 2, two stores of one branch, mini program.
+    event("e10", "order_result_view", "2026-11-01T23:59:30+08:00", "u2", "000101", "miniprogram"),
+    event("e11", "order_result_view", "2026-11-01T16:00:00Z", "u2", "000102", "miniprogram"),
+    event("e12", "guide_view", "2026-11-02T00:00:05+08:00", "u2", "000101", "miniprogram"),
+    # u3 one second before the range, u4 on the first second after it: neither counts.
+    event("e20", "order_result_view", "2026-10-31T23:59:59+08:00", "u3", "000101"),
+    event("e21", "order_result_view", "2026-11-03T16:00:00Z", "u4", "000101"),
+    # u5: the last second of the range, written in UTC.
+    event("e30", "order_result_view", "2026-11-03T15:59:59Z", "u5", "000202"),
+    # u6 at the closed store (its customers still count in the funnel).
+    event("e40", "order_result_view", "2026-11-02T11:00:00+08:00", "u6", "000103"),
+    # u7 in the south, reaching add click.
+    event("e50", "guide_view", "2026-11-01T15:00:00+08:00", "u7", "000201"),
+    event("e51", "add_click", "2026-11-01T15:00:30+08:00", "u7", "000201"),
+]
+
+
+def change(kind: str, userid: str, external: str, when: datetime, state: str = "") -> contacts.ContactChange:
+    return contacts.ContactChange(corp_id="wwcorp", change_type=kind, userid=userid, external_userid=external,
+                                  create_time=int(when.timestamp()), state=state)
+
+
+CHANGES = [
+    change(contacts.ADDED, "store101", "wmA", datetime(2026, 11, 2, 9, 1, tzinfo=CST)),
+    change(contacts.ADDED, "store101", "wmA", datetime(2026, 11, 2, 9, 1, tzinfo=CST)),  # WeCom's retry
+    # State names 000201: the channel code wins over the account's binding.
+    change(contacts.ADDED, "STORE101", "wmB", datetime(2026, 11, 3, 8, 0, tzinfo=CST), state="000201"),
+    change(contacts.ADDED, "nobody", "wmC", datetime(2026, 11, 3, 8, 0, tzinfo=CST)),  # unattributable
+]
+
+# Hand-computed (see the comments on EVENTS).
+EXPECTED = {
+    "overall": {"open_stores": 5, "bound_stores": 2, "binding_rate": 0.4,
+                "order_result_users": 4, "entry_click_users": 1, "guide_view_users": 3, "add_click_users": 2,
+                "added_customers": 2, "entry_ctr": 0.25, "add_click_rate": 2 / 3, "add_rate": 2 / 3},
+    "BJ01": {"open_stores": 3, "bound_stores": 1, "binding_rate": 1 / 3,
+             "order_result_users": 3, "entry_click_users": 1, "guide_view_users": 2, "add_click_users": 1,
+             "added_customers": 1, "entry_ctr": 1 / 3, "add_click_rate": 0.5, "add_rate": 0.5},
+    "SH01": {"open_stores": 2, "bound_stores": 1, "binding_rate": 0.5,
+             "order_result_users": 2, "entry_click_users": 0, "guide_view_users": 1, "add_click_users": 1,
+             "added_customers": 1, "entry_ctr": 0.0, "add_click_rate": 1.0, "add_rate": 1.0},
+}
+
+
+def load(session: Session, *, now: datetime | None = None) -> dict:
+    """The org, the events and the contact changes, rolled up."""
+    org = build_org(session)
+    result = tracking.ingest_events(session=session, actor=SYSTEM, events=EVENTS)
+    for item in CHANGES:
+        contacts.record_contact_change(session=session, actor=SYSTEM, change=item)
+    metrics.refresh_rollup(session=session)
+    session.commit()
+    return {**org, "intake": result}

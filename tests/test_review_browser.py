@@ -1,0 +1,52 @@
+"""In Chromium: an HQ operator finds a pending store on 绑定审核, shows its entry
+through the confirmation dialog, and the client API then answers visible: true."""
+
+import httpx
+import pytest
+
+from console.messages import t
+from core.auth import api_keys
+from core.permissions import system_actor
+from db.models import Role
+from tests.support.review_data import bind
+from tests.support.streamlit_server import log_in, wait_for_app_run
+
+pytestmark = pytest.mark.browser
+
+
+def test_operator_shows_an_entry_and_the_api_agrees(session, org, make_user, console_server, browser):
+    operator = make_user(Role.hq_operator, username="operator")
+    bind(session, "000101", "acc1")
+    bind(session, "000102", "acc2")
+    _row, key = api_keys.create_api_key(session=session, actor=system_actor("test"), name="App")
+    session.commit()
+    entry_url = f"{console_server.url}/api/v1/stores/000101/entry"
+    before = httpx.get(entry_url, headers={"X-API-Key": key}).json()
+    assert before["visible"] is False and before["reason"] == "hidden"
+
+    page = browser.new_page(locale="zh-CN")
+    try:
+        log_in(page, console_server.url, "operator", operator.password)
+        page.goto(f"{console_server.url}/bindings")
+        wait_for_app_run(page)
+        page.get_by_role("heading", name=t("review.title")).wait_for()
+
+        search = page.get_by_label(t("review.search"))
+        search.fill("000101")
+        search.press("Enter")
+        wait_for_app_run(page)
+        page.get_by_text(t("common.page_of", page=1, pages=1, total=1)).wait_for()
+        page.get_by_text(t("review.all_matching", total=1)).click()
+        wait_for_app_run(page)
+        page.get_by_role("button", name=t("review.show_selected")).click()
+        dialog = page.get_by_role("dialog")
+        dialog.get_by_text(t("review.confirm_show", selected=1, changing=1)).wait_for()
+        dialog.get_by_role("button", name=t("common.confirm")).click()
+        page.get_by_text(t("review.done_show", changed=1, unchanged=0)).wait_for()
+    finally:
+        page.close()
+
+    after = httpx.get(entry_url, headers={"X-API-Key": key}).json()
+    assert after == {"crm_store_id": "000101", "visible": True, "wecom_userid": "acc1", "wecom_name": "acc1客服"}
+    other = httpx.get(f"{console_server.url}/api/v1/stores/000102/entry", headers={"X-API-Key": key}).json()
+    assert other["visible"] is False
