@@ -4,7 +4,7 @@ Values an operator may change in the console are overridden through
 `core.settings_store`; this module only holds what the process starts with.
 """
 
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 
 from pydantic import Field
@@ -31,7 +31,7 @@ class Settings(BaseSettings):
     # How often the sidecar syncs customer counts (the demo syncs every minute).
     CAPACITY_SYNC_INTERVAL_SECONDS: int = Field(default=600, ge=10, le=86_400)
 
-    @property
+    @cached_property
     def database_url(self) -> str:
         """DATABASE_URL with a relative SQLite path anchored at the project root,
         so the console, the CLI and the sidecar share one file whatever their cwd."""
