@@ -21,6 +21,9 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=15000")
+    # The default 2 MB page cache makes index inserts at millions of rows (events,
+    # funnel facts) read the disk; 64 MB per connection keeps their upper levels hot.
+    cursor.execute("PRAGMA cache_size=-65536")
     cursor.close()
 
 

@@ -41,6 +41,23 @@ with st.form("alert_thresholds"):
         except DomainError as exc:
             show_error(exc)
 
+st.subheader(t("alert_settings.sync"))
+with st.form("alert_sync"):
+    cols = st.columns(2)
+    calls = cols[0].number_input(t("alert_settings.calls_per_minute"), 1, 10_000,
+                                 int(values["wecom.calls_per_minute"]), help=t("alert_settings.calls_per_minute_help"),
+                                 key="sync_calls")
+    default_limit = cols[1].number_input(t("alert_settings.default_limit"), 1, 1_000_000,
+                                         int(values["capacity.default_limit"]), key="sync_default_limit")
+    if st.form_submit_button(t("alert_settings.save_sync")):
+        try:
+            with db() as session:
+                settings_store.save(session=session, actor=actor, key="wecom.calls_per_minute", value=calls)
+                settings_store.save(session=session, actor=actor, key="capacity.default_limit", value=default_limit)
+            st.success(t("common.saved"))
+        except DomainError as exc:
+            show_error(exc)
+
 st.subheader(t("alert_settings.template"))
 st.caption(t("alert_settings.template_help", placeholders="、".join("{" + p + "}" for p in PLACEHOLDERS)))
 with st.form("alert_template"):

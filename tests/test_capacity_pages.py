@@ -120,3 +120,18 @@ def test_add_channel_with_a_bad_url_says_why(watched, make_user, as_user, sessio
     at.run()
     assert at.error[0].value == t("alerts.channel.bad_url")
     assert len(session.exec(select(AlertChannel)).all()) == 1
+
+
+def test_operator_sets_the_wecom_call_limit_and_the_default_capacity(watched, make_user, as_user, session):
+    from core import settings_store
+
+    as_user(make_user(Role.hq_operator))
+    at = run_app("alert_settings.py")
+    at.number_input(key="sync_calls").set_value(8000)
+    at.number_input(key="sync_default_limit").set_value(20000)
+    next(b for b in at.button if b.label == t("alert_settings.save_sync")).click()
+    at.run()
+    assert not at.exception and at.success[0].value == t("common.saved")
+    session.expire_all()
+    assert settings_store.effective(session=session, key="wecom.calls_per_minute") == 8000
+    assert settings_store.effective(session=session, key="capacity.default_limit") == 20000

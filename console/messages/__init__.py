@@ -3,6 +3,9 @@
 Each domain keeps its keys in its own module here (common, auth, stores, …);
 they merge into one catalog per language. `t(key, **params)` formats a message;
 an unknown key is shown as itself so a missing text is visible, never a crash.
+
+Plain Python without Streamlit: `core` uses it too, for the texts it sends to
+robot groups and the WeCom errors it stores on accounts for operators to read.
 """
 
 import importlib
