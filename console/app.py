@@ -1,6 +1,7 @@
 """The Streamlit entry: resolve the user, build the navigation for their role, run the page."""
 
 import html
+import logging
 
 import streamlit as st
 
@@ -10,6 +11,8 @@ from console.ui.context import db, engine, logout_url, resolve_actor
 from core.auth.users import branch_code_of
 from core.config import get_settings
 from db.engine import DatabaseUnavailable, check_database
+
+log = logging.getLogger("console.app")
 
 st.set_page_config(page_title=t("app.title"), page_icon=":material/support_agent:", layout="wide")
 
@@ -50,4 +53,12 @@ with st.sidebar:
 if settings.uses_wecom_simulator:
     st.info(t("app.simulator_banner", base=settings.WECOM_API_BASE), icon=":material/science:")
 
-navigation.run()
+try:
+    navigation.run()
+except Exception:
+    # A bug, not bad input: the log gets the trace, the user one Chinese line.
+    # AppTest still sees the exception, so a test can never pass over a broken page.
+    log.exception("page %s failed", navigation.url_path)
+    st.error(t("app.unexpected_error"))
+    if st.get_option("global.appTest"):
+        raise

@@ -69,12 +69,11 @@ class AuditFilter:
     until: datetime | None = None
 
 
-def search(
-    *, session: Session, actor: Actor, filters: AuditFilter, offset: int = 0, limit: int = 50
-) -> tuple[list[AuditEntry], int]:
-    """One page of entries, newest first, and the total; branch-scoped readers
-    see only their branch's entries."""
-    require(actor, Capability.view_audit)
+# An export holds at most this many entries (newest first); the page says when more matched.
+EXPORT_LIMIT = 100_000
+
+
+def _conditions(actor: Actor, filters: AuditFilter) -> list:
     conditions = []
     if actor.branch_scope is not None:
         conditions.append(AuditEntry.branch_id == actor.branch_scope)
@@ -90,6 +89,16 @@ def search(
         conditions.append(AuditEntry.at >= filters.since)
     if filters.until:
         conditions.append(AuditEntry.at < filters.until)
+    return conditions
+
+
+def search(
+    *, session: Session, actor: Actor, filters: AuditFilter, offset: int = 0, limit: int = 50
+) -> tuple[list[AuditEntry], int]:
+    """One page of entries, newest first, and the total; branch-scoped readers
+    see only their branch's entries."""
+    require(actor, Capability.view_audit)
+    conditions = _conditions(actor, filters)
     total = session.exec(select(func.count()).select_from(AuditEntry).where(*conditions)).one()
     rows = session.exec(
         select(AuditEntry).where(*conditions)
@@ -99,9 +108,11 @@ def search(
     return list(rows), total
 
 
-def distinct_actions(*, session: Session) -> list[str]:
-    return list(session.exec(select(AuditEntry.action).distinct().order_by(AuditEntry.action)).all())
-
-
-def distinct_entity_types(*, session: Session) -> list[str]:
-    return list(session.exec(select(AuditEntry.entity_type).distinct().order_by(AuditEntry.entity_type)).all())
+def filter_choices(*, session: Session, actor: Actor) -> tuple[list[str], list[str]]:
+    """The actions and entity types present in the entries this reader may see."""
+    require(actor, Capability.view_audit)
+    scope = [AuditEntry.branch_id == actor.branch_scope] if actor.branch_scope is not None else []
+    actions = session.exec(select(AuditEntry.action).where(*scope).distinct().order_by(AuditEntry.action)).all()
+    types = session.exec(
+        select(AuditEntry.entity_type).where(*scope).distinct().order_by(AuditEntry.entity_type)).all()
+    return list(actions), list(types)

@@ -43,7 +43,7 @@ class Settings(BaseSettings):
             return "postgresql+psycopg://" + url[len("postgresql://"):]
         return url
 
-    @property
+    @cached_property
     def secret_key(self) -> str:
         """CONSOLE_SECRET_KEY, or a key generated once and kept beside the SQLite
         database so that a demo install signs cookies without configuration."""
@@ -51,11 +51,22 @@ class Settings(BaseSettings):
             return self.CONSOLE_SECRET_KEY
         key_file = PROJECT_ROOT / "data" / ".secret_key"
         if not key_file.exists():
+            import os
             import secrets
 
             key_file.parent.mkdir(parents=True, exist_ok=True)
-            key_file.write_text(secrets.token_urlsafe(48))
-            key_file.chmod(0o600)
+            # Written private from the start and linked into place at once: two
+            # processes starting together both end up with the first one's key.
+            draft = key_file.with_name(f".secret_key.{secrets.token_hex(8)}")
+            descriptor = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "w") as handle:
+                handle.write(secrets.token_urlsafe(48))
+            try:
+                os.link(draft, key_file)
+            except FileExistsError:
+                pass
+            finally:
+                draft.unlink()
         return key_file.read_text().strip()
 
     @property

@@ -120,18 +120,20 @@ def seed_demo(*, session: Session, seed: int = 20261123, capacity_limit: int = 5
                             shown=roll > 0.32, reviewed_at=started + timedelta(hours=3)))
     session.flush()
     # History: some stores had a full account before (换号; the old account stays
-    # listed for ongoing operation), some were unbound once.
+    # listed for ongoing operation), some were unbound once, some lost their
+    # account when the member left (disabled).
     open_stores = [s for s in stores if s.status == StoreStatus.open]
-    for number, store in enumerate(open_stores[:30], start=1):
-        replaced = number <= 20
+    for number, store in enumerate(open_stores[:36], start=1):
+        reason = "replaced" if number <= 20 else "unbound" if number <= 30 else "account_disabled"
         old = Account(userid=f"old{store.crm_store_id.lower()}", name=f"{store.name.replace('店', '')}老号",
-                      capacity_limit=capacity_limit, customer_count=capacity_limit if replaced else 40,
-                      count_synced_at=now - timedelta(minutes=20))
+                      capacity_limit=capacity_limit, customer_count=capacity_limit if reason == "replaced" else 40,
+                      count_synced_at=now - timedelta(minutes=20),
+                      status=AccountStatus.disabled if reason == "account_disabled" else AccountStatus.active)
         session.add(old)
         session.flush()
         session.add(Binding(store_id=store.id, account_id=old.id, started_at=now - timedelta(days=300),
-                            shown=replaced, reviewed_at=now - timedelta(days=300),
-                            ended_at=now - timedelta(days=150), end_reason="replaced" if replaced else "unbound"))
+                            shown=reason == "replaced", reviewed_at=now - timedelta(days=300),
+                            ended_at=now - timedelta(days=150), end_reason=reason))
     session.flush()
 
     users = _demo_users(session, branches)

@@ -53,10 +53,6 @@ class Actor:
     expires_at: datetime | None = None
 
     @property
-    def is_hq_admin(self) -> bool:
-        return self.role == Role.hq_admin
-
-    @property
     def branch_scope(self) -> int | None:
         """The only branch this actor sees, or None for all branches.
 
@@ -88,6 +84,3 @@ def require(actor: Actor, capability: Capability, *, branch_id: int | None = Non
     if branch_id is not None and scope is not None and branch_id != scope:
         raise PermissionDenied("error.branch_out_of_scope")
 
-
-def role_capabilities(role: Role) -> set[Capability]:
-    return {cap for cap, roles in GRANTS.items() if role in roles}

@@ -32,10 +32,6 @@ def visible_branches(*, session: Session, actor: Actor) -> list[Branch]:
     return list(session.exec(query).all())
 
 
-def branch_by_code(*, session: Session, code: str) -> Branch | None:
-    return session.exec(select(Branch).where(Branch.code == code.strip())).first()
-
-
 @dataclass(frozen=True)
 class StoreFilter:
     branch_id: int | None = None
@@ -152,21 +148,27 @@ class StoreImportResult:
         return not self.errors
 
 
+# The longest text each column's database field holds.
+STORE_COLUMN_LIMITS = {"branch_code": 32, "branch_name": 100, "crm_store_id": 64, "store_name": 200}
+_STORE_LABELS = {column.key: column.label for column in STORE_COLUMNS}
+
+
 def _check_store_row(row: SheetRow, seen: dict[str, int]) -> list[tuple[str, dict]]:
     problems: list[tuple[str, dict]] = []
     v = row.values
     for note in row.notes:
         if note.kind == "formula":
-            problems.append(("sheet.row.formula", {"column": note.field}))
+            problems.append(("sheet.row.formula", {"column": _STORE_LABELS[note.field]}))
         elif note.kind == "numeric_id":
-            problems.append(("sheet.row.numeric_id", {"column": note.field, "value": note.original}))
+            problems.append(("sheet.row.numeric_id", {"column": _STORE_LABELS[note.field], "value": note.original}))
     for key in ("branch_code", "branch_name", "crm_store_id", "store_name", "status"):
         if not v.get(key) and not any(n.field == key and n.kind == "formula" for n in row.notes):
-            problems.append(("sheet.row.required", {"column": key}))
+            problems.append(("sheet.row.required", {"column": _STORE_LABELS[key]}))
     if v.get("status") and v["status"].lower() not in STATUS_WORDS:
         problems.append(("stores.row.bad_status", {"value": v["status"]}))
-    if len(v.get("crm_store_id", "")) > 64:
-        problems.append(("stores.row.id_too_long", {}))
+    for key, limit in STORE_COLUMN_LIMITS.items():
+        if len(v.get(key, "")) > limit:
+            problems.append(("stores.row.too_long", {"column": _STORE_LABELS[key], "limit": limit}))
     store_id = v.get("crm_store_id")
     if store_id:
         if store_id in seen:

@@ -26,9 +26,9 @@ with st.form("api_key_create", clear_on_submit=True):
 with db() as session:
     keys = api_key_service.list_api_keys(session=session, actor=actor)
 st.dataframe(pd.DataFrame([{
-    "ID": k.id, t("api_keys.name"): k.name, "前缀": k.prefix + "…", "创建时间": format_display(k.created_at),
-    "最近使用": format_display(k.last_used_at),
-    "状态": t("api_keys.revoked") if k.revoked_at else t("api_keys.active"),
+    t("api_keys.col.id"): k.id, t("api_keys.name"): k.name, t("api_keys.col.prefix"): k.prefix + "…",
+    t("api_keys.col.created"): format_display(k.created_at), t("api_keys.col.last_used"): format_display(k.last_used_at),
+    t("api_keys.col.status"): t("api_keys.revoked") if k.revoked_at else t("api_keys.active"),
 } for k in keys]), hide_index=True, width="stretch")
 
 live = {k.id: f"{k.name} ({k.prefix}…)" for k in keys if k.revoked_at is None}

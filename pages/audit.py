@@ -3,7 +3,7 @@ from datetime import datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from console.messages import t
+from console.messages import label, t
 from console.ui.context import db, page_actor
 from console.ui.widgets import download_buttons, page_window, pager
 from core import audit as audit_service
@@ -13,15 +13,31 @@ from core.timeutil import format_display, to_storage
 actor = page_actor(Capability.view_audit)
 st.title(t("audit.title"))
 
+
+def action_label(code: str | None) -> str:
+    return label(f"audit.action.{code}", code) if code else t("common.all")
+
+
+def entity_label(code: str | None) -> str:
+    return label(f"audit.entity.{code}", code) if code else t("common.all")
+
+
+def audit_frame(entries: list) -> pd.DataFrame:
+    return pd.DataFrame([{
+        t("audit.at"): format_display(e.at, "%Y-%m-%d %H:%M:%S"), t("audit.actor"): e.actor_name,
+        t("audit.action"): action_label(e.action), t("audit.entity_type"): entity_label(e.entity_type),
+        t("audit.entity_id"): e.entity_id, t("audit.before"): e.before_json or "", t("audit.after"): e.after_json or "",
+    } for e in entries], columns=[t(k) for k in ("audit.at", "audit.actor", "audit.action", "audit.entity_type",
+                                                 "audit.entity_id", "audit.before", "audit.after")])
+
+
 with db() as session:
-    actions = audit_service.distinct_actions(session=session)
-    entity_types = audit_service.distinct_entity_types(session=session)
+    actions, entity_types = audit_service.filter_choices(session=session, actor=actor)
 cols = st.columns(5)
 actor_name = cols[0].text_input(t("audit.actor"), key="audit_actor")
-action = cols[1].selectbox(t("audit.action"), [None, *actions], format_func=lambda a: a or t("common.all"),
-                           key="audit_action")
-entity_type = cols[2].selectbox(t("audit.entity_type"), [None, *entity_types],
-                                format_func=lambda e: e or t("common.all"), key="audit_entity_type")
+action = cols[1].selectbox(t("audit.action"), [None, *actions], format_func=action_label, key="audit_action")
+entity_type = cols[2].selectbox(t("audit.entity_type"), [None, *entity_types], format_func=entity_label,
+                                key="audit_entity_type")
 since = cols[3].date_input(t("audit.since"), value=None, key="audit_since")
 until = cols[4].date_input(t("audit.until"), value=None, key="audit_until")
 entity_id = st.text_input(t("audit.entity_id"), key="audit_entity_id")
@@ -33,14 +49,16 @@ filters = audit_service.AuditFilter(
 offset, limit = page_window("audit")
 with db() as session:
     entries, total = audit_service.search(session=session, actor=actor, filters=filters, offset=offset, limit=limit)
-frame = pd.DataFrame([{
-    t("audit.at"): format_display(e.at, "%Y-%m-%d %H:%M:%S"), t("audit.actor"): e.actor_name,
-    t("audit.action"): e.action, t("audit.entity_type"): e.entity_type, t("audit.entity_id"): e.entity_id,
-    t("audit.before"): e.before_json or "", t("audit.after"): e.after_json or "",
-} for e in entries], columns=[t(k) for k in ("audit.at", "audit.actor", "audit.action", "audit.entity_type",
-                                             "audit.entity_id", "audit.before", "audit.after")])
+frame = audit_frame(entries)
 if frame.empty:
     st.caption(t("common.no_rows"))
 st.dataframe(frame, hide_index=True, width="stretch")
 pager(total, "audit")
-download_buttons(frame, "audit", "audit_dl")
+# The export is the whole filtered result, built only when asked for.
+if total and st.toggle(t("audit.export_all"), key="audit_export"):
+    with db() as session:
+        everything, _ = audit_service.search(session=session, actor=actor, filters=filters,
+                                             limit=audit_service.EXPORT_LIMIT)
+    if total > audit_service.EXPORT_LIMIT:
+        st.warning(t("audit.export_capped", total=total, limit=audit_service.EXPORT_LIMIT))
+    download_buttons(audit_frame(everything), "audit", "audit_dl")

@@ -65,7 +65,8 @@ with branches_tab:
 if actor.can(Capability.manage_stores):
     with st.expander(t("stores.import")):
         st.caption(t("stores.import_help"))
-        upload = st.file_uploader(t("stores.import"), type=["xlsx", "csv"], key="stores_upload")
+        # Any file is taken: core names a wrong type in Chinese, Streamlit's own check would not.
+        upload = st.file_uploader(t("stores.import"), key="stores_upload")
         if upload is not None and st.button(t("stores.import"), type="primary", key="stores_import"):
             try:
                 with db() as session:
@@ -79,5 +80,5 @@ if actor.can(Capability.manage_stores):
                                  unchanged=result.unchanged, branches_created=result.branches_created))
                 else:
                     st.error(t("stores.import_failed", count=len(result.errors)))
-                    st.dataframe(pd.DataFrame([{"行号": row, "原因": t(key, **params)}
+                    st.dataframe(pd.DataFrame([{t("stores.import_col.row"): row, t("stores.import_col.reason"): t(key, **params)}
                                                for row, key, params in result.errors]), hide_index=True)

@@ -8,23 +8,27 @@ if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null
   echo "error: Python 3.11 or newer is required ($python)" >&2
   exit 1
 fi
-if [ ! -x .venv/bin/python ]; then
-  if ! "$python" -m venv .venv 2>/dev/null; then
+# A venv left without pip (ensurepip was missing) is made again.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  if ! "$python" -m venv --clear .venv 2>/dev/null; then
     # Debian ships venv separately.
     if [ "$(id -u)" = 0 ]; then
       apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
     else
       sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
     fi
-    "$python" -m venv .venv
+    "$python" -m venv --clear .venv
   fi
 fi
-stamp=".venv/.installed-$(cat "$requirements" requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
+# One stamp per requirements file, so that command one and command two do not
+# reinstall after each other.
+name=$(basename "$requirements" .txt)
+stamp=".venv/.installed-$name-$(cat "$requirements" requirements.txt pyproject.toml | sha256sum | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet --upgrade pip
   .venv/bin/python -m pip install --quiet -r "$requirements"
   .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . 2>/dev/null \
     || .venv/bin/python -m pip install --quiet --no-deps -e .
-  rm -f .venv/.installed-*
+  rm -f ".venv/.installed-$name-"*
   touch "$stamp"
 fi

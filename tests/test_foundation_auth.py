@@ -139,3 +139,15 @@ def test_logout_needs_the_session_bound_token_and_revokes(client, org, make_user
 def test_healthz_reports_database_and_scheduler(client):
     body = client.get("/healthz").json()
     assert body["database"] == "ok" and body["scheduler"] == "missing"
+
+
+def test_healthz_with_the_database_down_is_503_and_names_no_host(monkeypatch):
+    from core.config import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://console:pw@127.0.0.1:9/secretdb")
+    get_settings.cache_clear()
+    client = TestClient(Starlette(routes=HEALTH_ROUTES), base_url="http://127.0.0.1")
+    response = client.get("/healthz")
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "database": "unreachable"}
+    assert "secretdb" not in response.text and ":9" not in response.text

@@ -110,5 +110,41 @@ def test_seed_demo_only_into_an_empty_database(db_url, session, tmp_path):
     stores = session.exec(select(Store)).all()
     assert len(stores) >= 500 and any(s.crm_store_id.startswith("0") for s in stores)
     assert any(s.status == "closed" for s in stores)
+    from db.models import Binding
+
+    ended = set(session.exec(select(Binding.end_reason).where(Binding.ended_at.is_not(None))).all())
+    assert ended == {"replaced", "unbound", "store_closed", "account_disabled"}
+    current = session.exec(select(Binding).where(Binding.ended_at.is_(None))).all()
+    assert any(b.shown for b in current) and any(not b.shown and b.reviewed_at is None for b in current)
+    assert any(not b.shown and b.reviewed_at is not None for b in current)
     second = cli("seed-demo", db_url=db_url)
     assert second.returncode == 0 and "already has data" in second.stdout
+
+
+def test_import_stores_names_over_long_values_by_their_chinese_column(db_url, session, tmp_path):
+    path = tmp_path / "stores.csv"
+    path.write_text("分公司编码,分公司名称,CRM门店ID,门店名称,状态\n"
+                    f"BJ01,北京分公司,000001,{'长' * 201},营业\n"
+                    f"{'B' * 33},{'北' * 101},000002,正常店,营业\n"
+                    "BJ01,北京分公司,000003,,营业\n", encoding="utf-8-sig")
+    result = cli("import-stores", str(path), db_url=db_url)
+    assert result.returncode == 1
+    lines = result.stderr.splitlines()
+    assert any("row 2:" in line and "门店名称" in line and "200" in line for line in lines), result.stderr
+    assert any("row 3:" in line and "分公司编码" in line and "32" in line for line in lines), result.stderr
+    assert any("row 3:" in line and "分公司名称" in line and "100" in line for line in lines), result.stderr
+    assert any("row 4:" in line and "门店名称" in line for line in lines), result.stderr
+    assert "store_name" not in result.stderr and "Traceback" not in result.stderr
+    assert session.exec(select(Store)).first() is None
+
+
+def test_console_with_an_unreachable_database_exits_with_one_clear_line():
+    result = subprocess.run(
+        [sys.executable, "-m", "streamlit", "run", "console/server.py", "--server.port", "0",
+         "--server.headless", "true"],
+        cwd=ROOT, text=True, capture_output=True, timeout=120,
+        env={**os.environ, "DATABASE_URL": "postgresql://nobody@127.0.0.1:9/none"})
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith("error: database") and "unreachable" in errors[0]
+    assert "Traceback" not in result.stdout + result.stderr

@@ -97,9 +97,38 @@ def test_audit_log_scope_and_filters(org, make_user, session):
     _, total = audit.search(session=session, actor=admin, filters=audit.AuditFilter(
         action="store.update", since=utcnow() - timedelta(minutes=1)))
     assert total == 2
+    assert audit.filter_choices(session=session, actor=admin) == (["setting.update", "store.update"],
+                                                                   ["setting", "store"])
+    assert audit.filter_choices(session=session, actor=manager) == (["store.update"], ["store"])
     viewer = make_user(Role.viewer).actor
     with pytest.raises(PermissionDenied):
         audit.search(session=session, actor=viewer, filters=audit.AuditFilter())
+    with pytest.raises(PermissionDenied):
+        audit.filter_choices(session=session, actor=viewer)
+
+
+def test_audit_page_speaks_chinese_and_exports_every_filtered_entry(org, make_user, as_user, session, monkeypatch):
+    import console.ui.widgets
+    from console.messages import t
+    from tests.support.apptest import run_app
+
+    admin = make_user(Role.hq_admin)
+    for n in range(60):
+        audit.record(session=session, actor=admin.actor, action="store.update", entity_type="store",
+                     entity_id=f"{n:06d}", branch_id=org["north"].id)
+    session.commit()
+    as_user(admin)
+    at = run_app("audit.py")
+    assert not at.exception
+    shown = at.dataframe[0].value
+    assert len(shown) == 50 and set(shown[t("audit.action")]) == {t("audit.action.store.update")}
+    assert set(shown[t("audit.entity_type")]) == {t("audit.entity.store")}
+    exported = []
+    real_csv = console.ui.widgets.to_csv_bytes
+    monkeypatch.setattr(console.ui.widgets, "to_csv_bytes", lambda frame: exported.append(frame) or real_csv(frame))
+    at.toggle(key="audit_export").set_value(True).run()
+    assert not at.exception
+    assert len(exported) == 1 and len(exported[0]) == 60
 
 
 def test_settings_override_env_defaults_and_reject_bad_values(org, make_user, session, monkeypatch):

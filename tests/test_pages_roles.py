@@ -65,3 +65,33 @@ def test_branch_manager_sees_only_own_branch_stores(org, make_user, as_user):
     assert not at.exception
     table = at.dataframe[0].value
     assert set(table[t("stores.col.crm_store_id")]) == {"000201", "000202"}
+
+
+def test_an_unreachable_database_is_one_chinese_message_without_a_trace(monkeypatch, as_user):
+    from core.config import get_settings
+
+    monkeypatch.setenv("DATABASE_URL", "postgresql://nobody@127.0.0.1:9/none")
+    get_settings.cache_clear()
+    as_user(None)
+    at = run_app()
+    assert not at.exception
+    assert len(at.error) == 1
+    assert at.error[0].value.startswith(t("app.database_unreachable", reason="")[:8])
+    assert "Traceback" not in at.error[0].value
+
+
+@pytest.mark.parametrize("page, role", [("users.py", Role.hq_operator), ("alert_settings.py", Role.viewer),
+                                        ("binding_upload.py", Role.viewer), ("audit.py", Role.viewer)])
+def test_a_page_run_directly_refuses_a_role_without_its_capability(page, role, org, make_user):
+    """The menu is not the check: each page script checks the actor itself."""
+    from pathlib import Path
+
+    from console.ui.context import ACTOR_KEY
+
+    user = make_user(role)
+    at = AppTest.from_file(str(Path(APP).parents[1] / "pages" / page), default_timeout=30)
+    at.session_state[ACTOR_KEY] = user.actor
+    at.run()
+    assert not at.exception
+    assert [e.value for e in at.error] == [t("error.permission_denied")]
+    assert not at.dataframe and not at.button

@@ -44,6 +44,12 @@ def t(key: str, **params: Any) -> str:
         return text
 
 
+def label(key: str, fallback: str) -> str:
+    """The catalog's text for a code shown to people (an audit action, say), or
+    the code itself where the catalog has none."""
+    return CATALOG[LANGUAGE].get(key, fallback)
+
+
 def error_text(error: DomainError) -> str:
     return t(error.key, **error.params)
 

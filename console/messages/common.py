@@ -1,6 +1,7 @@
 ZH_CN = {
     "app.title": "门店企微运营后台",
     "app.simulator_banner": "演示模式：企业微信接口为内置模拟器（{base}），机器人消息进入内置收件箱，不会发往真实企业微信。",
+    "app.unexpected_error": "页面出错了，操作未完成。请刷新后重试；如仍出错，请联系管理员（错误已记录在日志中）。",
     "app.database_unreachable": "数据库无法连接，请联系管理员。({reason})",
     "common.save": "保存",
     "common.cancel": "取消",

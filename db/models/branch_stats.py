@@ -7,7 +7,7 @@ from sqlmodel import Field, SQLModel
 
 class BranchBindingStats(SQLModel, table=True):
     __tablename__ = "branch_binding_stats"
-    branch_id: int = Field(foreign_key="branch.id", primary_key=True)
+    branch_id: int = Field(foreign_key="branch.id", primary_key=True, ondelete="CASCADE")
     stores: int = Field(default=0)
     open_stores: int = Field(default=0)
     # Open stores with a current binding.
