@@ -33,7 +33,8 @@ groups: dict[str, list] = {}
 for spec in pages_for(actor):
     groups.setdefault(t(spec.group), []).append(
         st.Page(spec.path, title=t(spec.title_key), icon=spec.icon, url_path=spec.url_path))
-navigation = st.navigation(groups)
+# Thirteen pages at most: all of them stay listed (no English "View more" button).
+navigation = st.navigation(groups, expanded=True)
 
 settings = get_settings()
 with st.sidebar:
