@@ -9,7 +9,8 @@ from sqlalchemy import func, or_, update
 from sqlmodel import Session, col, select
 
 from core import audit, settings_store
-from core.errors import ConcurrentEdit, InvalidInput, NotFound
+from core.conflicts import lock_for_write, settled_races
+from core.errors import ConcurrentEdit, InvalidInput, NotFound, PermissionDenied
 from core.permissions import Actor, Capability, require
 from core.timeutil import utcnow
 from db.models import Account, AccountStatus, Binding, Store
@@ -91,14 +92,9 @@ class AccountRow:
         return self.customer_count >= self.capacity_limit
 
 
-def search_accounts(*, session: Session, actor: Actor, filters: AccountFilter, offset: int = 0,
-                    limit: int = 50) -> tuple[list[AccountRow], int]:
-    """One page of accounts with their count, limit and current store, fullest
-    first, and the total. A branch-scoped reader sees the accounts serving its
-    branch's stores only."""
-    require(actor, Capability.view_directory)
+def _row_query():
     current = (col(Binding.account_id) == Account.id) & col(Binding.ended_at).is_(None)
-    query = (
+    return (
         select(Account.id, Account.version, Account.userid, Account.name, Account.status, Account.customer_count,
                Account.capacity_limit, Account.count_synced_at, Account.sync_error, Store.crm_store_id, Store.name,
                Store.branch_id)
@@ -106,6 +102,15 @@ def search_accounts(*, session: Session, actor: Actor, filters: AccountFilter, o
         .join(Binding, current, isouter=True)
         .join(Store, col(Store.id) == Binding.store_id, isouter=True)
     )
+
+
+def search_accounts(*, session: Session, actor: Actor, filters: AccountFilter, offset: int = 0,
+                    limit: int = 50) -> tuple[list[AccountRow], int]:
+    """One page of accounts with their count, limit and current store, fullest
+    first, and the total. A branch-scoped reader sees the accounts serving its
+    branch's stores only."""
+    require(actor, Capability.view_directory)
+    query = _row_query()
     conditions = []
     if actor.branch_scope is not None:
         conditions.append(Store.branch_id == actor.branch_scope)
@@ -128,10 +133,38 @@ def search_accounts(*, session: Session, actor: Actor, filters: AccountFilter, o
     return [AccountRow(*row) for row in rows], total
 
 
+def account_row(*, session: Session, actor: Actor, account_id: int) -> AccountRow:
+    """One account as the list shows it, now (e.g. to reload an edit form
+    after someone else saved first)."""
+    require(actor, Capability.view_directory)
+    row = session.exec(_row_query().where(col(Account.id) == account_id)).first()
+    if row is None or (actor.branch_scope is not None and row[-1] != actor.branch_scope):
+        raise NotFound()
+    return AccountRow(*row)
+
+
 def _account_branch(session: Session, account: Account) -> int | None:
     """The branch of the store the account currently serves, if any."""
     return session.exec(select(Store.branch_id).join(Binding, col(Binding.store_id) == Store.id)
                         .where(Binding.account_id == account.id, col(Binding.ended_at).is_(None))).first()
+
+
+def last_branch_expr():
+    """Per account row: the branch of the store of its latest binding, current
+    or ended (NULL when it never served a store)."""
+    return (
+        select(Store.branch_id)
+        .join(Binding, col(Binding.store_id) == Store.id)
+        .where(col(Binding.account_id) == Account.id)
+        .order_by(col(Binding.started_at).desc(), col(Binding.id).desc())
+        .limit(1)
+        .correlate(Account)
+        .scalar_subquery()
+    )
+
+
+def last_branch(*, session: Session, account_id: int) -> int | None:
+    return session.exec(select(last_branch_expr()).where(col(Account.id) == account_id)).first()
 
 
 def _snapshot(account: Account) -> dict:
@@ -143,12 +176,23 @@ def update_account(*, session: Session, actor: Actor, account_id: int, expected_
                    capacity_limit: int, status: AccountStatus | str) -> Account:
     """Edit the capacity limit and status, refused when the account changed since
     `expected_version` was read. A disabled account stops serving its store (the
-    entry rule hides it) and the store shows up under "needs action"."""
-    account = session.get(Account, account_id)
-    if account is None:
-        raise NotFound()
-    branch_id = _account_branch(session, account)
-    require(actor, Capability.manage_accounts, branch_id=branch_id)
+    entry rule hides it) and the store shows up under "needs action". A
+    branch-scoped operator edits only accounts serving the branch's stores (the
+    ones its account list shows)."""
+    require(actor, Capability.manage_accounts)
+    with settled_races():
+        lock_for_write(session)
+        account = session.get(Account, account_id, populate_existing=True)
+        if account is None:
+            raise NotFound()
+        branch_id = _account_branch(session, account)
+        if actor.branch_scope is not None and branch_id != actor.branch_scope:
+            raise PermissionDenied("error.branch_out_of_scope")
+        return _update(session, actor, account, branch_id, expected_version, capacity_limit, status)
+
+
+def _update(session: Session, actor: Actor, account: Account, branch_id: int | None, expected_version: int,
+            capacity_limit: int, status: AccountStatus | str) -> Account:
     try:
         status = AccountStatus(status)
     except ValueError:

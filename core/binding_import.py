@@ -3,32 +3,39 @@ as a sheet, checked row by row, previewed, then committed all or nothing.
 
 One code path for the upload page and `python -m console import-bindings`:
 `parse_sheet` reads the file (no database), `preview` judges every row against
-the database and fingerprints what it saw, `commit` judges again inside its own
-transaction and refuses when the fingerprint moved (someone changed an affected
-store, binding or account since the preview). The commit writes in bulk so that
-a 50,000-row sheet stays within the benchmark budget.
+the database and keeps the state it judged on, `commit` reads that state again
+inside its own transaction and refuses when it moved (someone changed an
+affected store, binding or account since the preview). The commit writes in
+bulk so that a 50,000-row sheet stays within the benchmark budget.
 """
 
+import gc
 import hashlib
 import io
 import json
+import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import Row, bindparam, func
+import pandas as pd
+from sqlalchemy import Row, String, any_, bindparam, func, literal_column
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
+from console.messages import error_text, t
 from core import audit, settings_store
 from core.accounts import is_valid_userid
 from core.errors import ConcurrentEdit, DomainError, InvalidInput, NotFound, PermissionDenied
+from core.exports import to_xlsx_bytes
 from core.permissions import Actor, Capability, require
 from core.sheets import SheetColumn, SheetRow, read_sheet
-from core.timeutil import utcnow
+from core.timeutil import format_display, utcnow
 from db.bulk import insert_many
-from db.models import (Account, AccountStatus, Binding, BindingEndReason, BindingImport, BindingImportRow, Branch,
-                       ImportRowOutcome, Store, StoreStatus)
+from db.models import (Account, AccountStatus, AuditEntry, Binding, BindingEndReason, BindingImport,
+                       BindingImportRow, Branch, ImportRowOutcome, Store, StoreStatus)
+from db.models.imports import BindingImportBranch
 
 BINDING_COLUMNS = [
     SheetColumn("branch_code", ("分公司编码", "branch_code"), is_id=True),
@@ -40,11 +47,39 @@ BINDING_COLUMNS = [
 LABELS = {c.key: c.label for c in BINDING_COLUMNS}
 REQUIRED_VALUES = ("branch_code", "crm_store_id", "wecom_userid", "wecom_name")
 ERROR = "error"  # a row status beside the ImportRowOutcome values
-_CHUNK = 5000  # bound parameters per IN list: SQLite ≥ 3.32 allows 32,766, PostgreSQL 65,535
 
 
 class AlreadyImported(DomainError):
-    """The same file was committed before; nothing is written again."""
+    """The same file was committed before and would change nothing; nothing is written."""
+
+
+class _GcPause:
+    """The cyclic garbage collector off while an import runs. Reading and
+    judging 50,000 rows allocates millions of small objects, none of them in a
+    cycle, and each collection pass walks them all: a quarter of the run time.
+    Reference counting still frees everything; collection resumes when the
+    last import running in this process is done."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self._was_enabled = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._running == 0:
+                self._was_enabled = gc.isenabled()
+                gc.disable()
+            self._running += 1
+
+    def __exit__(self, *exc) -> None:
+        with self._lock:
+            self._running -= 1
+            if self._running == 0 and self._was_enabled:
+                gc.enable()
+
+
+_gc_paused = _GcPause()
 
 
 @dataclass(frozen=True)
@@ -61,18 +96,28 @@ class ParsedSheet:
     headers: list[str]
     file_kind: str
     encoding: str | None
+    sheet_name: str | None = None
+    header_row: int = 1
 
 
-@dataclass
+@dataclass(slots=True)
 class PreviewRow:
-    row_number: int
+    source: SheetRow
     values: dict[str, str]
-    raw: dict[str, str]
     status: str = ImportRowOutcome.new.value  # new | changed | unchanged | error
     errors: list[RowIssue] = field(default_factory=list)
     warnings: list[RowIssue] = field(default_factory=list)
     previous_userid: str | None = None
     creates_account: bool = False
+
+    @property
+    def row_number(self) -> int:
+        return self.source.row_number
+
+    @property
+    def raw(self) -> dict[str, str]:
+        """Every column of the uploaded row, as the file had it."""
+        return self.source.raw
 
 
 @dataclass(frozen=True)
@@ -94,12 +139,13 @@ class ImportSummary:
 @dataclass
 class Preview:
     """The judged sheet. It stays on the server (page session or CLI process)
-    and is what `commit` writes, once the fingerprint still matches."""
+    and is what `commit` writes, once the state it was judged on is unchanged."""
     parsed: ParsedSheet
     branch_id: int | None
     rows: list[PreviewRow]
-    fingerprint: str
-    already_imported: ImportSummary | None = None
+    basis: tuple  # what the judgement rests on, as read from the database
+    branch_ids: list[int] = field(default_factory=list)  # the branches of the rows' stores
+    already_imported: ImportSummary | None = None  # the latest commit of the same file
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r.status == status)
@@ -132,6 +178,15 @@ class Preview:
     def ok(self) -> bool:
         return self.error_count == 0
 
+    @property
+    def changes_something(self) -> bool:
+        return bool(self.new_count or self.changed_count)
+
+    @property
+    def repeats_earlier_import(self) -> bool:
+        """The same file was committed before and would change nothing now."""
+        return self.already_imported is not None and not self.changes_something
+
 
 @dataclass(frozen=True)
 class CommitResult:
@@ -153,11 +208,14 @@ def template_csv() -> bytes:
     return (",".join(template_headers()) + "\r\n").encode("utf-8-sig")
 
 
-def template_xlsx(*, branch_codes: list[str], sheet_title: str, help_title: str, instructions: list[str],
-                  example_caption: str, example: list[list[str]], validation_messages: dict[str, str]) -> bytes:
+def template_xlsx(*, branch_codes: list[str], sheet_title: str, help_title: str, codes_title: str,
+                  instructions: list[str], example_caption: str, example: list[list[str]],
+                  validation_messages: dict[str, str]) -> bytes:
     """The upload template: ID columns formatted as text (so Excel keeps leading
     zeros), data validation on the branch code and the ID lengths, and a second
-    sheet with instructions and an example. Texts come from the caller's catalog."""
+    sheet with instructions and an example. The branch codes live on a hidden
+    sheet the validation refers to: a list written into the validation itself
+    may hold 255 characters, some fifty codes. Texts come from the caller's catalog."""
     import xlsxwriter
 
     buffer = io.BytesIO()
@@ -171,10 +229,16 @@ def template_xlsx(*, branch_codes: list[str], sheet_title: str, help_title: str,
         sheet.write_string(0, index, column.label, header)
         sheet.set_column(index, index, 24 if column.key.endswith("name") else 18, text)
     sheet.freeze_panes(1, 0)
+    help_sheet = book.add_worksheet(help_title)
+    codes_sheet = book.add_worksheet(codes_title)
     if branch_codes:
+        for row, code in enumerate(branch_codes):
+            codes_sheet.write_string(row, 0, code, text)
+        quoted = codes_title.replace("'", "''")
         sheet.data_validation(1, 0, last, 0, {
-            "validate": "list", "source": branch_codes[:200], "ignore_blank": True,
+            "validate": "list", "source": f"='{quoted}'!$A$1:$A${len(branch_codes)}", "ignore_blank": True,
             "error_title": validation_messages["title"], "error_message": validation_messages["branch_code"]})
+    codes_sheet.hide()
     for position, key in ((1, "crm_store_id"), (3, "wecom_userid")):
         sheet.data_validation(1, position, last, position, {
             "validate": "length", "criteria": "between", "minimum": 1, "maximum": 64, "ignore_blank": True,
@@ -182,7 +246,6 @@ def template_xlsx(*, branch_codes: list[str], sheet_title: str, help_title: str,
     sheet.data_validation(1, 4, last, 4, {
         "validate": "length", "criteria": "between", "minimum": 1, "maximum": 100, "ignore_blank": True,
         "error_title": validation_messages["title"], "error_message": validation_messages["wecom_name"]})
-    help_sheet = book.add_worksheet(help_title)
     help_sheet.set_column(0, 0, 20, text)
     help_sheet.set_column(1, 4, 22, text)
     row = 0
@@ -205,10 +268,13 @@ def template_xlsx(*, branch_codes: list[str], sheet_title: str, help_title: str,
 # --- reading and judging --------------------------------------------------------------------------------------
 
 def parse_sheet(data: bytes, filename: str) -> ParsedSheet:
-    """Read the file (raises SheetError for a file that is not a usable sheet)."""
-    sheet = read_sheet(data, filename, BINDING_COLUMNS)
+    """Read the file (raises SheetError for a file that is not a usable sheet).
+    The template's instructions sheet, with its example rows, is never read."""
+    with _gc_paused:
+        sheet = read_sheet(data, filename, BINDING_COLUMNS, skip_sheets=[t("binding_import.template.help_sheet")])
     return ParsedSheet(filename=filename, sha256=hashlib.sha256(data).hexdigest(), rows=sheet.rows,
-                       headers=sheet.headers, file_kind=sheet.file_kind, encoding=sheet.encoding)
+                       headers=sheet.headers, file_kind=sheet.file_kind, encoding=sheet.encoding,
+                       sheet_name=sheet.sheet_name, header_row=sheet.header_row)
 
 
 def upload_branch(*, actor: Actor, branch_id: int | None) -> int | None:
@@ -217,98 +283,107 @@ def upload_branch(*, actor: Actor, branch_id: int | None) -> int | None:
     return actor.branch_scope if actor.branch_scope is not None else branch_id
 
 
-def _chunks(values: list) -> list[list]:
-    return [values[i:i + _CHUNK] for i in range(0, len(values), _CHUNK)]
-
-
 # Plain rows (not ORM objects) are read here: at 50,000 rows building ORM
 # instances alone would cost more than the whole benchmark budget.
 _STORE = Store.__table__
 _BINDING = Binding.__table__
 _ACCOUNT = Account.__table__
-_STORE_COLS = (_STORE.c.id, _STORE.c.crm_store_id, _STORE.c.name, _STORE.c.branch_id, _STORE.c.status,
-               _STORE.c.version)
-_BINDING_COLS = (_BINDING.c.id, _BINDING.c.store_id, _BINDING.c.account_id, _BINDING.c.version, _BINDING.c.shown)
-_ACCOUNT_COLS = (_ACCOUNT.c.id, _ACCOUNT.c.userid, _ACCOUNT.c.status)
+_BOUND_ACCOUNT = _ACCOUNT.alias("bound_account")
+_BOUND_STORE = _STORE.alias("bound_store")
 
 
-def _stores_by_crm_id(session: Session, crm_ids: list[str], lock: bool) -> dict[str, Row]:
-    found: dict[str, Row] = {}
-    for chunk in _chunks(crm_ids):
-        query = select(*_STORE_COLS).where(_STORE.c.crm_store_id.in_(chunk))
-        if lock:
-            # PostgreSQL: hold the affected stores until the commit ends (SQLite already
-            # serialises writers, and the commit takes the write lock first).
-            query = query.with_for_update()
-        for store in session.execute(query):
-            found[store.crm_store_id] = store
-    return found
+def _one_of(session: Session, column, values: list[str]):
+    """`column IN values` with all the values in one bound parameter (an array
+    on PostgreSQL, a JSON list on SQLite): rendering and binding a 50,000-value
+    IN list costs more than running the query."""
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(String)))
+    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(None, json.dumps(values)))))
 
 
-def _stores_by_id(session: Session, ids: set[int]) -> dict[int, Row]:
-    found: dict[int, Row] = {}
-    for chunk in _chunks(sorted(ids)):
-        for store in session.execute(select(*_STORE_COLS).where(_STORE.c.id.in_(chunk))):
-            found[store.id] = store
-    return found
+def _store_rows(session: Session, crm_ids: list[str], lock: bool) -> list[Row]:
+    """The file's stores, each with its current binding and that binding's account."""
+    query = (select(_STORE.c.id, _STORE.c.crm_store_id, _STORE.c.name, _STORE.c.branch_id, _STORE.c.status,
+                    _STORE.c.version, _BINDING.c.id.label("binding_id"),
+                    _BINDING.c.account_id.label("bound_account_id"), _BINDING.c.version.label("binding_version"),
+                    _BINDING.c.shown.label("binding_shown"), _BOUND_ACCOUNT.c.userid.label("bound_userid"))
+             .select_from(_STORE.outerjoin(_BINDING, (_BINDING.c.store_id == _STORE.c.id)
+                                           & _BINDING.c.ended_at.is_(None))
+                          .outerjoin(_BOUND_ACCOUNT, _BOUND_ACCOUNT.c.id == _BINDING.c.account_id))
+             .where(_one_of(session, _STORE.c.crm_store_id, crm_ids))
+             .order_by(_STORE.c.id))
+    if lock:
+        # PostgreSQL: hold the affected stores until the commit ends (SQLite already
+        # serialises writers, and the commit takes the write lock first).
+        query = query.with_for_update(of=_STORE)
+    return session.execute(query).all()
 
 
-def _current_bindings(session: Session, column, ids: list[int]) -> dict[int, Row]:
-    found: dict[int, Row] = {}
-    for chunk in _chunks(sorted(set(ids))):
-        for binding in session.execute(select(*_BINDING_COLS).where(column.in_(chunk), _BINDING.c.ended_at.is_(None))):
-            found[binding._mapping[column]] = binding
-    return found
-
-
-def _accounts_by_userid(session: Session, userids: set[str]) -> dict[str, Row]:
-    """Accounts by lower-cased userid (userids are case-insensitive unique)."""
-    found: dict[str, Row] = {}
-    for chunk in _chunks(sorted(userids)):
-        for account in session.execute(select(*_ACCOUNT_COLS).where(func.lower(_ACCOUNT.c.userid).in_(chunk))):
-            found[account.userid.lower()] = account
-    return found
-
-
-def _userids_of(session: Session, ids: set[int]) -> dict[int, str]:
-    found: dict[int, str] = {}
-    for chunk in _chunks(sorted(ids)):
-        found.update(session.execute(select(_ACCOUNT.c.id, _ACCOUNT.c.userid).where(_ACCOUNT.c.id.in_(chunk))).all())
-    return found
+def _account_rows(session: Session, userids: list[str]) -> list[Row]:
+    """The accounts the file names (by lower-cased userid: userids are
+    case-insensitive unique), each with the store it is current for."""
+    query = (select(_ACCOUNT.c.id, _ACCOUNT.c.userid, _ACCOUNT.c.status, _BINDING.c.id.label("binding_id"),
+                    _BINDING.c.store_id.label("bound_store_id"), _BINDING.c.version.label("binding_version"),
+                    _BOUND_STORE.c.crm_store_id.label("bound_crm_store_id"),
+                    _BOUND_STORE.c.name.label("bound_store_name"))
+             .select_from(_ACCOUNT.outerjoin(_BINDING, (_BINDING.c.account_id == _ACCOUNT.c.id)
+                                             & _BINDING.c.ended_at.is_(None))
+                          .outerjoin(_BOUND_STORE, _BOUND_STORE.c.id == _BINDING.c.store_id))
+             .where(_one_of(session, func.lower(_ACCOUNT.c.userid), userids))
+             .order_by(_ACCOUNT.c.id))
+    return session.execute(query).all()
 
 
 def _find_import(session: Session, sha256: str) -> BindingImport | None:
-    return session.exec(select(BindingImport).where(BindingImport.sha256 == sha256)).first()
+    return session.exec(select(BindingImport).where(BindingImport.sha256 == sha256)
+                        .order_by(col(BindingImport.id).desc())).first()
 
 
 def _summary(session: Session, batch: BindingImport) -> ImportSummary:
-    branch = session.get(Branch, batch.branch_id) if batch.branch_id else None
-    return ImportSummary(batch.id, batch.committed_at, batch.uploaded_by_name, branch.code if branch else None,
-                         branch.name if branch else None, batch.filename, batch.total_rows, batch.new_count,
-                         batch.changed_count, batch.unchanged_count, batch.warning_count, batch.accounts_created)
+    return _summary_of(batch, batch, session.get(Branch, batch.branch_id) if batch.branch_id else None)
+
+
+def _numeric_id_issue(label: str, key: str, detail: str, value: str) -> tuple[str, RowIssue]:
+    """("errors" or "warnings", the issue) for an ID that Excel may have turned
+    into a number. Only what can really have been lost is named: leading zeros
+    of an integer, digits of a fraction or of a number over 15 digits."""
+    if detail == "decimal_text" and key == "wecom_userid":
+        # A userid may legitimately be 2023.0; a store ID or branch code is not.
+        return "warnings", RowIssue("binding_import.row.numeric_decimal_userid", {"value": value})
+    if detail in ("decimal_text", "exponent_text"):
+        return "errors", RowIssue(f"binding_import.row.numeric_{detail}", {"column": label, "value": value})
+    if detail == "inexact_number_cell":
+        return "errors", RowIssue("binding_import.row.numeric_inexact", {"column": label, "value": value})
+    if key == "wecom_userid":
+        # Userids rarely start with 0: an integer cell most likely reads as typed.
+        return "warnings", RowIssue("binding_import.row.numeric_userid", {"value": value})
+    return "errors", RowIssue("sheet.row.numeric_id", {"column": label, "value": value})
 
 
 def _file_checks(row: SheetRow, result: PreviewRow) -> None:
     """What the file alone says: formulas, numbers for IDs, cleaned spaces, blanks."""
+    values = result.values
+    formula_fields = set()
     for note in row.notes:
         label = LABELS[note.field]
         if note.kind == "formula":
             result.errors.append(RowIssue("sheet.row.formula", {"column": label}))
+            formula_fields.add(note.field)
         elif note.kind == "numeric_id":
-            result.errors.append(RowIssue("sheet.row.numeric_id", {"column": label, "value": note.original}))
+            kind, issue = _numeric_id_issue(label, note.field, note.detail, values[note.field])
+            getattr(result, kind).append(issue)
         elif note.kind == "normalized":
             result.warnings.append(RowIssue("binding_import.row.normalized",
                                             {"column": label, "value": note.original.strip() or note.original}))
-    formula_fields = {n.field for n in row.notes if n.kind == "formula"}
     for key in REQUIRED_VALUES:
-        if not row.values.get(key) and key not in formula_fields:
+        if not values.get(key) and key not in formula_fields:
             result.errors.append(RowIssue("sheet.row.required", {"column": LABELS[key]}))
-    if len(row.values.get("crm_store_id", "")) > 64:
+    if len(values.get("crm_store_id", "")) > 64:
         result.errors.append(RowIssue("binding_import.row.store_id_too_long", {}))
-    userid = row.values.get("wecom_userid", "")
+    userid = values.get("wecom_userid", "")
     if userid and not is_valid_userid(userid):
         result.errors.append(RowIssue("binding_import.row.bad_userid", {"userid": userid[:80]}))
-    if len(row.values.get("wecom_name", "")) > 100:
+    if len(values.get("wecom_name", "")) > 100:
         result.errors.append(RowIssue("binding_import.row.name_too_long", {}))
 
 
@@ -327,7 +402,7 @@ def _duplicates(rows: list[PreviewRow]) -> None:
                 others = "、".join(str(o.row_number) for o in group if o is not row)
                 row.errors.append(RowIssue("binding_import.row.duplicate_store", {"rows": others}))
     for group in by_account.values():
-        if len({r.values.get("crm_store_id") for r in group}) > 1:
+        if len(group) > 1 and len({r.values.get("crm_store_id") for r in group}) > 1:
             for row in group:
                 others = "、".join(str(o.row_number) for o in group if o is not row)
                 row.errors.append(RowIssue("binding_import.row.duplicate_account",
@@ -337,57 +412,53 @@ def _duplicates(rows: list[PreviewRow]) -> None:
 @dataclass
 class _Snapshot:
     """The database state a judgement rests on, read in bulk."""
-    branches: dict[str, Branch]
-    stores: dict[str, Row]                # by CRM store ID
-    store_bindings: dict[int, Row]        # current binding by store id
-    accounts: dict[str, Row]              # by lower-cased userid
-    account_bindings: dict[int, Row]      # current binding by account id
-    stores_by_id: dict[int, Row]          # the file's stores and those holding its accounts
-    previous_userids: dict[int, str]      # userid of each current binding's account
+    branch_codes: dict[str, int]   # branch id by code
+    stores: dict[str, Row]         # by CRM store ID, with the current binding
+    accounts: dict[str, Row]       # by lower-cased userid, with the current binding
+    basis: tuple                   # all of the above, compared as is at commit
 
 
-def _load(session: Session, values: list[dict[str, str]], lock: bool, for_commit: bool = False) -> _Snapshot:
-    """The state the rows are judged on. The commit needs only what the
-    fingerprint covers and what it writes: not the names used in messages."""
-    branches = {b.code: b for b in session.exec(select(Branch))}
-    stores = _stores_by_crm_id(session, sorted({v["crm_store_id"] for v in values if v.get("crm_store_id")}), lock)
-    store_bindings = _current_bindings(session, _BINDING.c.store_id, [s.id for s in stores.values()])
-    accounts = _accounts_by_userid(session, {v["wecom_userid"].lower() for v in values if v.get("wecom_userid")})
-    account_bindings = _current_bindings(session, _BINDING.c.account_id, [a.id for a in accounts.values()])
-    stores_by_id = {s.id: s for s in stores.values()}
-    previous_userids: dict[int, str] = {}
-    if not for_commit:
-        stores_by_id.update(_stores_by_id(session, {b.store_id for b in account_bindings.values()}
-                                          - set(stores_by_id)))
-        previous_userids = _userids_of(session, {b.account_id for b in store_bindings.values()})
-    return _Snapshot(branches, stores, store_bindings, accounts, account_bindings, stores_by_id, previous_userids)
+def _load(session: Session, actor: Actor, branch_id: int | None, values: list[dict[str, str]],
+          lock: bool) -> _Snapshot:
+    branches = session.execute(select(Branch.id, Branch.code).order_by(Branch.id)).all()
+    store_rows = _store_rows(session, sorted({v["crm_store_id"] for v in values if v.get("crm_store_id")}), lock)
+    account_rows = _account_rows(session, sorted({v["wecom_userid"].lower() for v in values
+                                                   if v.get("wecom_userid")}))
+    # Who judges for which branch, the branches, each affected store (version,
+    # status, branch, current binding and its version) and each named account
+    # (status, current binding and its version): equal lists at commit mean
+    # the preview's judgement still holds.
+    basis = ((actor.role.value, actor.branch_scope, branch_id), [tuple(b) for b in branches],
+             [tuple(s) for s in store_rows], [tuple(a) for a in account_rows])
+    return _Snapshot({code: branch for branch, code in branches}, {s.crm_store_id: s for s in store_rows},
+                     {a.userid.lower(): a for a in account_rows}, basis)
 
 
 def _judge(actor: Actor, parsed: ParsedSheet, branch_id: int | None, snap: _Snapshot) -> list[PreviewRow]:
-    rows = [PreviewRow(row_number=r.row_number, values=r.values, raw=r.raw) for r in parsed.rows]
+    rows = [PreviewRow(r, r.values) for r in parsed.rows]
     for sheet_row, row in zip(parsed.rows, rows):
         _file_checks(sheet_row, row)
     _duplicates(rows)
-    branch_codes = {b.id: b.code for b in snap.branches.values()}
+    branch_codes = {branch: code for code, branch in snap.branch_codes.items()}
     # Stores in this file that move to another account free their old account for another row.
     file_userid = {r.values.get("crm_store_id"): r.values.get("wecom_userid", "").lower() for r in rows}
     scope = actor.branch_scope
     for row in rows:
         v = row.values
         code, crm_id, userid = v.get("branch_code", ""), v.get("crm_store_id", ""), v.get("wecom_userid", "")
-        branch = snap.branches.get(code) if code else None
+        branch = snap.branch_codes.get(code) if code else None
         if code and branch is None:
             row.errors.append(RowIssue("binding_import.row.unknown_branch", {"branch": code}))
-        elif branch is not None and scope is not None and branch.id != scope:
+        elif branch is not None and scope is not None and branch != scope:
             row.errors.append(RowIssue("binding_import.row.branch_not_allowed", {"branch": code}))
-        elif branch is not None and branch_id is not None and branch.id != branch_id:
+        elif branch is not None and branch_id is not None and branch != branch_id:
             row.errors.append(RowIssue("binding_import.row.other_branch",
                                        {"branch": code, "upload_branch": branch_codes.get(branch_id, "")}))
         store = snap.stores.get(crm_id) if crm_id else None
         if crm_id and store is None:
             row.errors.append(RowIssue("binding_import.row.unknown_store", {"store": crm_id}))
         if store is not None:
-            if branch is not None and store.branch_id != branch.id:
+            if branch is not None and store.branch_id != branch:
                 row.errors.append(RowIssue("binding_import.row.store_in_other_branch",
                                            {"store": crm_id, "branch": branch_codes.get(store.branch_id, "")}))
             if store.status != StoreStatus.open:
@@ -399,14 +470,12 @@ def _judge(actor: Actor, parsed: ParsedSheet, branch_id: int | None, snap: _Snap
         account = snap.accounts.get(userid.lower()) if userid else None
         row.creates_account = bool(userid) and account is None
         if account is not None:
-            held = snap.account_bindings.get(account.id)
-            if held is not None and (store is None or held.store_id != store.id):
-                other = snap.stores_by_id.get(held.store_id)
-                other_id = other.crm_store_id if other else ""
+            if account.binding_id is not None and (store is None or account.bound_store_id != store.id):
+                other_id = account.bound_crm_store_id
                 if file_userid.get(other_id, userid.lower()) == userid.lower():
                     row.errors.append(RowIssue("binding_import.row.account_in_use",
                                                {"userid": account.userid, "store": other_id,
-                                                "store_name": other.name if other else ""}))
+                                                "store_name": account.bound_store_name}))
             if account.status != AccountStatus.active:
                 # Its entry will not show until the account is active again.
                 row.warnings.append(RowIssue(f"binding_import.row.account_{account.status}",
@@ -414,45 +483,56 @@ def _judge(actor: Actor, parsed: ParsedSheet, branch_id: int | None, snap: _Snap
         if row.errors:
             row.status = ERROR
             continue
-        current = snap.store_bindings.get(store.id)
-        if current is None:
+        if store.binding_id is None:
             row.status = ImportRowOutcome.new.value
-        elif account is not None and current.account_id == account.id:
+        elif account is not None and store.bound_account_id == account.id:
             row.status = ImportRowOutcome.unchanged.value
         else:
             row.status = ImportRowOutcome.changed.value
-            row.previous_userid = snap.previous_userids.get(current.account_id)
+            row.previous_userid = store.bound_userid
     return rows
-
-
-def _fingerprint(actor: Actor, branch_id: int | None, snap: _Snapshot) -> str:
-    """Everything the judgement rests on: who judges for which branch, the
-    branches, each affected store (version, status, branch, current binding and
-    its version) and each named account (status, current binding and its version)."""
-    none = (None, None, None)
-    state = (
-        (actor.role.value, actor.branch_scope, branch_id),
-        sorted((code, b.id) for code, b in snap.branches.items()),
-        sorted((s.crm_store_id, s.id, s.version, s.status, s.branch_id,
-                *((b.id, b.version, b.account_id) if (b := snap.store_bindings.get(s.id)) else none))
-               for s in snap.stores.values()),
-        sorted((userid, a.id, a.status,
-                *((b.id, b.version, b.store_id) if (b := snap.account_bindings.get(a.id)) else none))
-               for userid, a in snap.accounts.items()),
-    )
-    return hashlib.sha256(repr(state).encode()).hexdigest()
 
 
 def preview(*, session: Session, actor: Actor, parsed: ParsedSheet, branch_id: int | None = None) -> Preview:
     """Judge every row against the database; nothing is written."""
     branch_id = upload_branch(actor=actor, branch_id=branch_id)
-    snap = _load(session, [r.values for r in parsed.rows], lock=False)
-    result = Preview(parsed=parsed, branch_id=branch_id, rows=_judge(actor, parsed, branch_id, snap),
-                     fingerprint=_fingerprint(actor, branch_id, snap))
+    with _gc_paused:
+        snap = _load(session, actor, branch_id, [r.values for r in parsed.rows], lock=False)
+        rows = _judge(actor, parsed, branch_id, snap)
+    result = Preview(parsed=parsed, branch_id=branch_id, rows=rows, basis=snap.basis,
+                     branch_ids=sorted({snap.stores[r.values["crm_store_id"]].branch_id
+                                        for r in rows if r.status != ERROR}))
     earlier = _find_import(session, parsed.sha256)
     if earlier is not None:
         result.already_imported = _summary(session, earlier)
     return result
+
+
+def error_report_xlsx(preview: Preview) -> bytes:
+    """The uploaded rows as the file had them, with the Excel row number, the
+    status and the reasons beside them. The file's own columns keep their
+    names; where one of ours is taken, ours gets a suffix."""
+    taken = set(preview.parsed.headers)
+
+    def ours(key: str) -> str:
+        name = t(key)
+        while name in taken:
+            name += t("binding_import.report.ours")
+        taken.add(name)
+        return name
+
+    row_column, status_column, reason_column = (ours("binding_import.col.row"), ours("binding_import.col.status"),
+                                                ours("binding_import.col.reason"))
+    statuses = {s: t(f"binding_import.status.{s}") for s in ("new", "changed", "unchanged", ERROR)}
+    frame = pd.DataFrame([{row_column: r.row_number, **r.raw, status_column: statuses[r.status],
+                           reason_column: row_reasons(r)} for r in preview.rows],
+                         columns=[row_column, *preview.parsed.headers, status_column, reason_column])
+    return to_xlsx_bytes(frame, t("binding_import.template.sheet"))
+
+
+def row_reasons(row: PreviewRow) -> str:
+    """A row's errors, then its warnings, in words."""
+    return "；".join(error_text(DomainError(i.key, **i.params)) for i in row.errors + row.warnings)
 
 
 # --- commit ---------------------------------------------------------------------------------------------------
@@ -461,38 +541,48 @@ def commit(*, session: Session, actor: Actor, preview: Preview, confirm_warnings
     """Write a previewed sheet in the caller's transaction, all or nothing.
 
     Refuses (and writes nothing) when any row is wrong, when warnings were not
-    confirmed, when the same file was committed before, or when anything the
-    preview's judgement rests on changed since (the fingerprint, read again
-    here under lock).
+    confirmed, when the same file was committed before and would change
+    nothing, or when anything the preview's judgement rests on changed since
+    (read again here, under lock).
     """
     branch_id = upload_branch(actor=actor, branch_id=preview.branch_id)
     if not preview.ok:
         raise InvalidInput("binding_import.has_errors", count=preview.error_count)
     if preview.warning_count and not confirm_warnings:
         raise InvalidInput("binding_import.confirm_warnings", count=preview.warning_count)
+    parsed = preview.parsed
+    if not preview.changes_something:
+        earlier = _find_import(session, parsed.sha256)
+        if earlier is not None:
+            raise AlreadyImported("binding_import.already_imported", at=format_display(earlier.committed_at),
+                                  user=earlier.uploaded_by_name, id=earlier.id)
+    with _gc_paused:
+        return _commit(session, actor, preview, branch_id)
+
+
+def _commit(session: Session, actor: Actor, preview: Preview, branch_id: int | None) -> CommitResult:
     parsed, now = preview.parsed, utcnow()
-    batch = BindingImport(branch_id=branch_id, uploaded_by_id=actor.user_id, uploaded_by_name=actor.name[:64],
+    single_branch = preview.branch_ids[0] if len(preview.branch_ids) == 1 else None
+    batch = BindingImport(branch_id=branch_id if branch_id is not None else single_branch,
+                          uploaded_by_id=actor.user_id, uploaded_by_name=actor.name[:64],
                           filename=parsed.filename[:255], sha256=parsed.sha256, total_rows=len(parsed.rows),
                           new_count=preview.new_count, changed_count=preview.changed_count,
                           unchanged_count=preview.unchanged_count, warning_count=preview.warning_count,
                           accounts_created=preview.accounts_to_create, committed_at=now)
     # The batch row goes in first: on SQLite that takes the write lock before
-    # anything is read, and the unique hash stops a double commit of one file.
+    # anything is read.
     session.add(batch)
-    try:
-        session.flush()
-    except IntegrityError:
-        raise AlreadyImported("binding_import.already_imported_meanwhile") from None
-    snap = _load(session, [r.values for r in preview.rows], lock=True, for_commit=True)
-    if _fingerprint(actor, branch_id, snap) != preview.fingerprint:
+    session.flush()
+    snap = _load(session, actor, branch_id, [r.values for r in preview.rows], lock=True)
+    if snap.basis != preview.basis:
         raise ConcurrentEdit("binding_import.changed_since_preview")
     try:
         _write(session, actor, preview.rows, snap, batch.id, now)
     except IntegrityError:
-        # A binding started elsewhere after the fingerprint was read (the partial unique indexes).
+        # A binding started elsewhere after the state was read (the partial unique indexes).
         raise ConcurrentEdit("binding_import.changed_since_preview") from None
     audit.record(session=session, actor=actor, action="bindings.import", entity_type="import", entity_id=batch.id,
-                 branch_id=branch_id,
+                 branch_id=batch.branch_id,
                  after={"file": parsed.filename, "sha256": parsed.sha256, "rows": batch.total_rows,
                         "new": batch.new_count, "changed": batch.changed_count,
                         "unchanged": batch.unchanged_count, "warnings": batch.warning_count,
@@ -502,30 +592,47 @@ def commit(*, session: Session, actor: Actor, preview: Preview, confirm_warnings
                         batch.accounts_created)
 
 
+# JSON text of one string (or null), as audit entries store it: rendered here
+# row by row with the keys in sorted order, 50,000 entries in a fraction of a second.
+_json = json.JSONEncoder(ensure_ascii=False).encode
+_COUNT_FIELDS = {ImportRowOutcome.new.value: 1, ImportRowOutcome.changed.value: 2,
+                 ImportRowOutcome.unchanged.value: 3}
+
+
 def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapshot, import_id: int,
            now: datetime) -> None:
     """Bulk statements on the tables (no ORM unit of work): 50,000 rows in seconds."""
     connection = session.connection()
-    stores, accounts = snap.stores, dict(snap.accounts)
-    entries: list[dict] = []
+    stores = snap.stores
+    account_ids = {key: a.id for key, a in snap.accounts.items()}
+    userids = {key: a.userid for key, a in snap.accounts.items()}
+    entries: list[tuple] = []  # (action, entity type, entity id, branch id, before JSON, after JSON)
 
     to_create = {r.values["wecom_userid"].lower(): r for r in rows if r.creates_account}
     if to_create:
         limit = settings_store.effective(session=session, key="capacity.default_limit")
-        values = [{"userid": r.values["wecom_userid"], "name": r.values["wecom_name"], "capacity_limit": limit,
-                   "status": AccountStatus.active.value, "customer_count": 0, "version": 1,
-                   "created_at": now, "updated_at": now} for r in to_create.values()]
-        insert_many(connection, _ACCOUNT, values)
-        accounts.update(_accounts_by_userid(session, set(to_create)))
-        for v in values:
-            entries.append({"action": "account.create", "entity_type": "account", "entity_id": v["userid"],
-                            "branch_id": stores[to_create[v["userid"].lower()].values["crm_store_id"]].branch_id,
-                            "after": {"userid": v["userid"], "name": v["name"], "capacity_limit": limit,
-                                      "status": v["status"], "import": import_id}})
+        limit_json = _json(limit)
+        before = session.execute(select(func.max(_ACCOUNT.c.id))).scalar() or 0
+        insert_many(connection, _ACCOUNT, [
+            {"userid": r.values["wecom_userid"], "name": r.values["wecom_name"], "capacity_limit": limit,
+             "status": AccountStatus.active.value, "customer_count": 0, "version": 1, "created_at": now,
+             "updated_at": now} for r in to_create.values()])
+        # Read the new ids back (RETURNING with executemany runs row by row on SQLite).
+        for account_id, userid in session.execute(select(_ACCOUNT.c.id, _ACCOUNT.c.userid)
+                                                  .where(_ACCOUNT.c.id > before)).all():
+            if userid.lower() in to_create:
+                account_ids[userid.lower()] = account_id
+                userids[userid.lower()] = userid
+        for r in to_create.values():
+            v = r.values
+            entries.append(("account.create", "account", v["wecom_userid"], stores[v["crm_store_id"]].branch_id,
+                            None,
+                            f'{{"capacity_limit": {limit_json}, "import": {import_id}, "name": {_json(v["wecom_name"])}, '
+                            f'"status": "active", "userid": {_json(v["wecom_userid"])}}}'))
 
     replaced = [r for r in rows if r.status == ImportRowOutcome.changed]
     if replaced:
-        old = [snap.store_bindings[stores[r.values["crm_store_id"]].id] for r in replaced]
+        old = [stores[r.values["crm_store_id"]] for r in replaced]
         # Compare-and-set: each binding must still be at the version the judgement read.
         ended = connection.execute(
             _BINDING.update()
@@ -533,71 +640,89 @@ def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapsh
                    _BINDING.c.ended_at.is_(None))
             .values(ended_at=now, end_reason=BindingEndReason.replaced.value, ended_by_id=actor.user_id,
                     shown=False, version=bindparam("b_next"), updated_at=now),
-            [{"b_id": b.id, "b_version": b.version, "b_next": b.version + 1} for b in old])
+            [{"b_id": s.binding_id, "b_version": s.binding_version, "b_next": s.binding_version + 1} for s in old])
         if ended.rowcount != len(old):
             raise ConcurrentEdit("binding_import.changed_since_preview")
-        for row, binding in zip(replaced, old):
-            store = stores[row.values["crm_store_id"]]
-            entries.append({"action": "binding.end", "entity_type": "binding", "entity_id": binding.id,
-                            "branch_id": store.branch_id,
-                            "before": {"store": store.crm_store_id, "account": row.previous_userid,
-                                       "shown": binding.shown, "current": True},
-                            "after": {"store": store.crm_store_id, "account": row.previous_userid, "shown": False,
-                                      "current": False, "end_reason": BindingEndReason.replaced.value,
-                                      "import": import_id}})
+        for row, store in zip(replaced, old):
+            crm, previous = _json(store.crm_store_id), _json(row.previous_userid)
+            entries.append(("binding.end", "binding", store.binding_id, store.branch_id,
+                            f'{{"account": {previous}, "current": true, '
+                            f'"shown": {"true" if store.binding_shown else "false"}, "store": {crm}}}',
+                            f'{{"account": {previous}, "current": false, "end_reason": "replaced", '
+                            f'"import": {import_id}, "shown": false, "store": {crm}}}'))
 
     starting = [r for r in rows if r.status in (ImportRowOutcome.new, ImportRowOutcome.changed)]
     if starting:
         # New bindings start hidden and wait for HQ's review (绑定后默认不显示).
         before = session.execute(select(func.max(_BINDING.c.id))).scalar() or 0
         insert_many(connection, _BINDING, [
-            {"store_id": stores[r.values["crm_store_id"]].id, "account_id": accounts[r.values["wecom_userid"].lower()].id,
+            {"store_id": stores[r.values["crm_store_id"]].id, "account_id": account_ids[r.values["wecom_userid"].lower()],
              "shown": False, "started_at": now, "created_by_id": actor.user_id, "reviewed_at": None,
              "reviewed_by_id": None, "ended_at": None, "end_reason": None, "ended_by_id": None, "version": 1,
              "updated_at": now}
             for r in starting])
-        # Read the new ids back (RETURNING with executemany runs row by row on SQLite).
         started = dict(session.execute(select(_BINDING.c.store_id, _BINDING.c.id)
                                        .where(_BINDING.c.id > before, _BINDING.c.ended_at.is_(None))).all())
         for row in starting:
             store = stores[row.values["crm_store_id"]]
-            entries.append({"action": "binding.start", "entity_type": "binding", "entity_id": started[store.id],
-                            "branch_id": store.branch_id,
-                            "after": {"store": store.crm_store_id,
-                                      "account": accounts[row.values["wecom_userid"].lower()].userid,
-                                      "shown": False, "current": True, "reviewed": False, "import": import_id}})
+            entries.append(("binding.start", "binding", started[store.id], store.branch_id, None,
+                            f'{{"account": {_json(userids[row.values["wecom_userid"].lower()])}, "current": true, '
+                            f'"import": {import_id}, "reviewed": false, "shown": false, '
+                            f'"store": {_json(store.crm_store_id)}}}'))
 
+    per_branch: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
+    for r in rows:
+        figures = per_branch[stores[r.values["crm_store_id"]].branch_id]
+        figures[0] += 1
+        figures[_COUNT_FIELDS[r.status]] += 1
+        figures[4] += bool(r.warnings)
+        figures[5] += r.creates_account
+    insert_many(connection, BindingImportBranch.__table__, [
+        {"import_id": import_id, "branch_id": branch, "total_rows": f[0], "new_count": f[1], "changed_count": f[2],
+         "unchanged_count": f[3], "warning_count": f[4], "accounts_created": f[5]}
+        for branch, f in per_branch.items()])
     insert_many(connection, BindingImportRow.__table__, [{
-        "import_id": import_id, "row_number": r.row_number, "crm_store_id": r.values["crm_store_id"],
-        "store_name": r.values.get("store_name", "")[:200], "wecom_userid": r.values["wecom_userid"],
-        "wecom_name": r.values["wecom_name"], "outcome": r.status, "previous_userid": r.previous_userid,
+        "import_id": import_id, "row_number": r.row_number, "branch_id": stores[r.values["crm_store_id"]].branch_id,
+        "crm_store_id": r.values["crm_store_id"], "store_name": r.values.get("store_name", "")[:200],
+        "wecom_userid": r.values["wecom_userid"], "wecom_name": r.values["wecom_name"], "outcome": r.status,
+        "previous_userid": r.previous_userid,
         "warnings_json": json.dumps([{"key": w.key, "params": w.params} for w in r.warnings], ensure_ascii=False)
         if r.warnings else None,
     } for r in rows])
-    audit.record_many(session=session, actor=actor, entries=entries)
+    # The audit log's bulk path (core.audit.record_many) with the JSON already rendered.
+    insert_many(connection, AuditEntry.__table__, [
+        {"at": now, "actor_user_id": actor.user_id, "actor_name": actor.name, "action": action,
+         "entity_type": entity_type, "entity_id": str(entity_id), "branch_id": branch, "before_json": before_json,
+         "after_json": after_json}
+        for action, entity_type, entity_id, branch, before_json, after_json in entries])
 
 
 # --- history --------------------------------------------------------------------------------------------------
 
 def list_imports(*, session: Session, actor: Actor, offset: int = 0, limit: int = 50) -> tuple[list[ImportSummary], int]:
-    """Committed batches, newest first; a scoped actor sees only the own branch's."""
+    """Committed batches, newest first. A scoped actor sees the batches that
+    touched the own branch, with the own branch's figures."""
     require(actor, Capability.upload_bindings)
-    conditions = []
-    if actor.branch_scope is not None:
-        conditions.append(BindingImport.branch_id == actor.branch_scope)
-    total = session.exec(select(func.count()).select_from(BindingImport).where(*conditions)).one()
-    batches = session.exec(select(BindingImport).where(*conditions)
-                           .order_by(col(BindingImport.committed_at).desc(), col(BindingImport.id).desc())
-                           .offset(offset).limit(limit)).all()
     branches = {b.id: b for b in session.exec(select(Branch))}
-    summaries = []
-    for batch in batches:
-        branch = branches.get(batch.branch_id)
-        summaries.append(ImportSummary(batch.id, batch.committed_at, batch.uploaded_by_name,
-                                       branch.code if branch else None, branch.name if branch else None,
-                                       batch.filename, batch.total_rows, batch.new_count, batch.changed_count,
-                                       batch.unchanged_count, batch.warning_count, batch.accounts_created))
-    return summaries, total
+    order = (col(BindingImport.committed_at).desc(), col(BindingImport.id).desc())
+    if actor.branch_scope is None:
+        total = session.exec(select(func.count()).select_from(BindingImport)).one()
+        batches = session.exec(select(BindingImport).order_by(*order).offset(offset).limit(limit)).all()
+        return [_summary_of(batch, batch, branches.get(batch.branch_id)) for batch in batches], total
+    mine = BindingImportBranch.branch_id == actor.branch_scope
+    total = session.exec(select(func.count()).select_from(BindingImportBranch).where(mine)).one()
+    pairs = session.exec(select(BindingImport, BindingImportBranch)
+                         .join(BindingImportBranch, col(BindingImportBranch.import_id) == BindingImport.id)
+                         .where(mine).order_by(*order).offset(offset).limit(limit)).all()
+    return [_summary_of(batch, figures, branches.get(actor.branch_scope)) for batch, figures in pairs], total
+
+
+def _summary_of(batch: BindingImport, figures: BindingImport | BindingImportBranch,
+                branch: Branch | None) -> ImportSummary:
+    return ImportSummary(batch.id, batch.committed_at, batch.uploaded_by_name, branch.code if branch else None,
+                         branch.name if branch else None, batch.filename, figures.total_rows, figures.new_count,
+                         figures.changed_count, figures.unchanged_count, figures.warning_count,
+                         figures.accounts_created)
 
 
 @dataclass(frozen=True)
@@ -614,14 +739,17 @@ class ImportedRow:
 
 def import_rows(*, session: Session, actor: Actor, import_id: int, outcome: str | None = None,
                 offset: int = 0, limit: int = 50) -> tuple[list[ImportedRow], int]:
-    """One page of a batch's rows and what each did."""
+    """One page of a batch's rows and what each did; a scoped actor sees the
+    own branch's rows of a batch that touched it."""
     require(actor, Capability.upload_bindings)
     batch = session.get(BindingImport, import_id)
     if batch is None:
         raise NotFound()
-    if actor.branch_scope is not None and batch.branch_id != actor.branch_scope:
-        raise PermissionDenied("error.branch_out_of_scope")
     conditions = [BindingImportRow.import_id == import_id]
+    if actor.branch_scope is not None:
+        if session.get(BindingImportBranch, (import_id, actor.branch_scope)) is None:
+            raise PermissionDenied("error.branch_out_of_scope")
+        conditions.append(BindingImportRow.branch_id == actor.branch_scope)
     if outcome:
         conditions.append(BindingImportRow.outcome == outcome)
     total = session.exec(select(func.count()).select_from(BindingImportRow).where(*conditions)).one()
@@ -643,4 +771,3 @@ def actor_for_username(*, session: Session, username: str) -> Actor:
     if not user_can_log_in(user, utcnow()):
         raise PermissionDenied("binding_import.user_inactive", username=username)
     return actor_for(user)
-

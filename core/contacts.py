@@ -1,11 +1,15 @@
 """WeCom `change_external_contact` facts: customers added and deleted.
 
 An added customer is attributed to a store: the one its channel code's
-`State` names (a CRM store ID), else the store whose binding was current for
-the member's account at that moment. It becomes the funnel's last step
-(`added`, the external contact as the user). WeCom's retries repeat the same
-fields and are recorded once. Between count syncs the account's customer count
-moves with these events; the next sync replaces it with WeCom's own figure.
+`State` names (a CRM store ID; precise), else the store whose binding was
+current for the member's account at that moment (every customer that account
+gained then, whichever way they came). It becomes the funnel's last step
+(`added`, the external contact as the user); a State attribution is also
+kept as `added_by_state`, so the page can say how much of the add rate is
+precise. The callback carries no unionid, so adds are never matched to
+tracking events' users. WeCom's retries repeat the same fields and are
+recorded once. Between count syncs the account's customer count moves with
+these events; the next sync replaces it with WeCom's own figure.
 """
 
 import hashlib
@@ -16,7 +20,7 @@ from sqlalchemy import case, func, update
 from sqlmodel import Session, col, select
 
 from core.permissions import Actor, Capability, require
-from core.tracking import dialect_insert, day_number, record_activity
+from core.tracking import ADDED_BY_STATE, day_number, dialect_insert, fact_zone, record_activity
 from core.timeutil import utcnow
 from db.models import Account, Binding, ContactEvent, Store
 
@@ -46,20 +50,21 @@ class ContactChange:
         return hashlib.sha256(fields.encode()).hexdigest()
 
 
-def _attributed_store(session: Session, account: Account | None, change: ContactChange) -> Store | None:
+def _attributed_store(session: Session, account: Account | None, change: ContactChange) -> tuple[Store | None, bool]:
+    """The store and whether State named it."""
     state = change.state.strip()
     if state:
         store = session.exec(select(Store).where(Store.crm_store_id == state)).first()
         if store is not None:
-            return store
+            return store, True
     if account is None:
-        return None
+        return None, False
     moment = change.occurred_at.replace(tzinfo=None)
     binding = session.exec(
         select(Binding).where(Binding.account_id == account.id, col(Binding.started_at) <= moment,
                               (col(Binding.ended_at).is_(None)) | (col(Binding.ended_at) > moment))
         .order_by(col(Binding.started_at).desc())).first()
-    return session.get(Store, binding.store_id) if binding else None
+    return (session.get(Store, binding.store_id) if binding else None), False
 
 
 def record_contact_change(*, session: Session, actor: Actor, change: ContactChange) -> ContactEvent | None:
@@ -67,7 +72,7 @@ def record_contact_change(*, session: Session, actor: Actor, change: ContactChan
     The caller commits."""
     require(actor, Capability.import_events)
     account = session.exec(select(Account).where(func.lower(Account.userid) == change.userid.lower())).first()
-    store = _attributed_store(session, account, change)
+    store, by_state = _attributed_store(session, account, change)
     table = ContactEvent.__table__
     stmt = dialect_insert(session, table).values(
         dedupe_key=change.dedupe_key, change_type=change.change_type, corp_id=change.corp_id[:64],
@@ -79,9 +84,11 @@ def record_contact_change(*, session: Session, actor: Actor, change: ContactChan
     if new_id is None:
         return None
     if change.change_type == ADDED and store is not None:
-        record_activity(session=session, rows=[{
-            "step": "added", "user_key": change.external_userid, "day": day_number(change.occurred_at),
-            "store_id": store.id, "platform": "", "branch_id": store.branch_id}])
+        fact = {"user_key": change.external_userid[:128],
+                "day": day_number(change.occurred_at, fact_zone(session=session)), "store_id": store.id,
+                "platform": "", "branch_id": store.branch_id}
+        steps = ["added", ADDED_BY_STATE] if by_state else ["added"]
+        record_activity(session=session, rows=[{"step": step, **fact} for step in steps])
     # A customer who deletes the member (del_follow_user) stays in the member's
     # customer list, so only the member's own deletion frees capacity.
     if account is not None and change.change_type in (ADDED, DELETED_BY_MEMBER):

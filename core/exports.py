@@ -1,7 +1,11 @@
 """Table exports: xlsx, and CSV in utf-8-sig (what Excel on Chinese Windows
-opens correctly). Cells that a spreadsheet would run as a formula are neutralised."""
+opens correctly). Cells that a spreadsheet would run as a formula are neutralised.
+An export may carry a header — (label, value) lines such as the filters
+applied — above the table (CSV) or on a sheet of its own after it (xlsx)."""
 
+import csv
 import io
+from collections.abc import Sequence
 
 import pandas as pd
 
@@ -23,11 +27,17 @@ def _safe(frame: pd.DataFrame) -> pd.DataFrame:
     return safe
 
 
-def to_csv_bytes(frame: pd.DataFrame) -> bytes:
-    return _safe(frame).to_csv(index=False).encode("utf-8-sig")
+def to_csv_bytes(frame: pd.DataFrame, *, header: Sequence[tuple[str, str]] = ()) -> bytes:
+    lines = io.StringIO()
+    if header:
+        writer = csv.writer(lines, lineterminator="\n")
+        writer.writerows([neutralise(label), neutralise(value)] for label, value in header)
+        writer.writerow([])
+    return (lines.getvalue() + _safe(frame).to_csv(index=False)).encode("utf-8-sig")
 
 
-def to_xlsx_bytes(frame: pd.DataFrame, sheet_name: str = "Sheet1") -> bytes:
+def to_xlsx_bytes(frame: pd.DataFrame, sheet_name: str = "Sheet1", *, header: Sequence[tuple[str, str]] = (),
+                  header_sheet: str = "Filters") -> bytes:
     buffer = io.BytesIO()
     safe = _safe(frame)
     with pd.ExcelWriter(buffer, engine="xlsxwriter",
@@ -40,4 +50,11 @@ def to_xlsx_bytes(frame: pd.DataFrame, sheet_name: str = "Sheet1") -> bytes:
             width = min(40, max(8, int(safe[column].astype(str).str.len().fillna(0).max() if len(safe) else 8) + 2,
                                 len(str(column)) * 2 + 2))
             worksheet.set_column(index, index, width, text if safe[column].dtype == object else None)
+        if header:
+            notes = writer.book.add_worksheet(header_sheet)
+            for row, (label, value) in enumerate(header):
+                notes.write_string(row, 0, str(neutralise(label)))
+                notes.write_string(row, 1, str(neutralise(value)))
+            notes.set_column(0, 0, 14)
+            notes.set_column(1, 1, 60)
     return buffer.getvalue()

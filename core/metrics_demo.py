@@ -8,9 +8,9 @@ from datetime import UTC, datetime, time, timedelta
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
-from core.metrics import refresh_rollup
-from core.timeutil import display_zone, utcnow
-from core.tracking import day_number, record_activity
+from core.metrics import roll_up_in_transaction
+from core.timeutil import utcnow
+from core.tracking import ADDED_BY_STATE, day_number, fact_zone, record_activity
 from db.models import Account, Binding, ContactEvent, Store, StoreStatus, TrackingEvent
 
 DAYS = 30
@@ -26,9 +26,11 @@ def _platform(rng: random.Random) -> str:
     return PLATFORMS[-1][0]
 
 
-def seed_funnel(session: Session, rng: random.Random) -> None:
-    zone = display_zone()
-    today = datetime.now(zone).date()
+def seed_funnel(session: Session, rng: random.Random, *, now: datetime | None = None) -> None:
+    """The 30 days ending today: events between 08:00 and 23:00, none after `now`."""
+    zone = fact_zone(session=session)
+    now = (now or datetime.now(zone)).astimezone(zone)
+    today = now.date()
     stores = session.exec(select(Store).where(Store.status == StoreStatus.open)).all()
     shown = {store_id: userid for store_id, userid in session.exec(
         select(Binding.store_id, Account.userid).join(Account, col(Account.id) == Binding.account_id)
@@ -43,11 +45,11 @@ def seed_funnel(session: Session, rng: random.Random) -> None:
         nonlocal serial
         serial += 1
         events.append({"event_id": f"demo-{serial:08d}", "event": name, "occurred_at":
-                       moment.astimezone(UTC).replace(tzinfo=None), "day": day_number(moment), "user_key": user,
+                       moment.astimezone(UTC).replace(tzinfo=None), "day": day_number(moment, zone), "user_key": user,
                        "store_id": store.id, "branch_id": store.branch_id, "platform": platform,
                        "order_id": order_id, "source": "demo", "received_at": received})
         if name != "jump_fail":
-            activity.append({"step": name, "user_key": user, "day": day_number(moment), "store_id": store.id,
+            activity.append({"step": name, "user_key": user, "day": day_number(moment, zone), "store_id": store.id,
                              "platform": platform, "branch_id": store.branch_id})
 
     for store in stores:
@@ -60,7 +62,7 @@ def seed_funnel(session: Session, rng: random.Random) -> None:
                 user = rng.choice(regulars) if rng.random() < 0.3 else f"u{rng.getrandbits(40):010x}"
                 moment = datetime.combine(day, time(rng.randint(8, 22), rng.randint(0, 59), rng.randint(0, 59)),
                                           zone)
-                if moment > datetime.now(zone):
+                if moment > now:
                     continue
                 platform = _platform(rng)
                 order_id = f"O{rng.getrandbits(48):012d}"
@@ -89,8 +91,10 @@ def seed_funnel(session: Session, rng: random.Random) -> None:
                     "external_userid": external, "state": store.crm_store_id,
                     "occurred_at": moment.astimezone(UTC).replace(tzinfo=None), "account_id": None,
                     "store_id": store.id, "branch_id": store.branch_id, "received_at": received})
-                activity.append({"step": "added", "user_key": external, "day": day_number(moment),
-                                 "store_id": store.id, "platform": "", "branch_id": store.branch_id})
+                # The demo's channel codes carry the store as State, as the real ones should.
+                for step in ("added", ADDED_BY_STATE):
+                    activity.append({"step": step, "user_key": external, "day": day_number(moment, zone),
+                                     "store_id": store.id, "platform": "", "branch_id": store.branch_id})
     connection = session.connection()
     for start in range(0, len(events), 5000):
         connection.execute(insert(TrackingEvent.__table__), events[start:start + 5000])
@@ -100,4 +104,4 @@ def seed_funnel(session: Session, rng: random.Random) -> None:
         connection.execute(insert(ContactEvent.__table__), unique_contacts[start:start + 5000])
     for start in range(0, len(activity), 5000):
         record_activity(session=session, rows=activity[start:start + 5000])
-    refresh_rollup(session=session)
+    roll_up_in_transaction(session=session)

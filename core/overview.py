@@ -17,7 +17,7 @@ class Overview:
     open_stores: int
     current_bindings: int
     bound_open_stores: int
-    shown_entries: int
+    visible_entries: int      # what the client API answers visible: true for (the entry rule)
     pending_review: int
     accounts: int
     accounts_near_capacity: int
@@ -35,7 +35,17 @@ class NeedsAction:
     crm_store_id: str
     store_name: str
     wecom_userid: str
-    reason: str  # account_disabled | account_full | store_closed_shown
+    reason: str  # account_disabled | account_standby | account_full
+
+
+@dataclass(frozen=True)
+class NeedsActionList:
+    items: list[NeedsAction]   # the first `limit`, by CRM store ID
+    total: int
+
+    @property
+    def cut(self) -> bool:
+        return self.total > len(self.items)
 
 
 def overview(*, session: Session, actor: Actor) -> Overview:
@@ -46,11 +56,15 @@ def overview(*, session: Session, actor: Actor) -> Overview:
     stores, open_stores = session.exec(
         select(func.count(Store.id), func.count(Store.id).filter(is_open)).where(*store_scope)).one()
     current = col(Binding.ended_at).is_(None)
+    # Visible by the one entry rule, so the tile says what the API tells the App.
     bound = select(func.count(Binding.id), func.count(Binding.id).filter(is_open),
-                   func.count(Binding.id).filter(col(Binding.shown).is_(True)),
+                   func.count(Binding.id).filter(entries.reason_expr().is_(None)),
                    func.count(Binding.id).filter(col(Binding.reviewed_at).is_(None))) \
-        .join(Store, col(Store.id) == Binding.store_id).where(current, *store_scope)
-    current_bindings, bound_open, shown, pending = session.exec(bound).one()
+        .select_from(Binding) \
+        .join(Store, col(Store.id) == Binding.store_id) \
+        .join(Account, col(Account.id) == Binding.account_id) \
+        .where(current, *store_scope)
+    current_bindings, bound_open, visible, pending = session.exec(bound).one()
     warn_pct = settings_store.effective(session=session, key="capacity.warn_pct")
     near = Account.customer_count * 100 >= Account.capacity_limit * warn_pct
     full = Account.customer_count >= Account.capacity_limit
@@ -60,23 +74,26 @@ def overview(*, session: Session, actor: Actor) -> Overview:
         account_query = account_query.join(Binding, (col(Binding.account_id) == Account.id) & current) \
             .join(Store, col(Store.id) == Binding.store_id).where(*store_scope)
     accounts, accounts_near, accounts_full = session.exec(account_query).one()
-    return Overview(stores, open_stores, current_bindings, bound_open, shown, pending, accounts, accounts_near,
+    return Overview(stores, open_stores, current_bindings, bound_open, visible, pending, accounts, accounts_near,
                     accounts_full, warn_pct, heartbeat_age_seconds(session=session))
 
 
-def needs_action(*, session: Session, actor: Actor, limit: int = 200) -> list[NeedsAction]:
-    """Current bindings whose store is not being served because of its account
-    (the entry rule's account_disabled / account_full). Operators replace the
-    account or unbind."""
+def needs_action(*, session: Session, actor: Actor, limit: int = 200) -> NeedsActionList:
+    """Current bindings of open stores that are not served because of their
+    account (the entry rule's account_disabled, standby told apart, and
+    account_full), whatever the flag says: operators replace the account,
+    enable it, raise its limit or unbind. The first `limit` and the total."""
     require(actor, Capability.view_directory)
-    reason = entries.reason_expr()
+    reason = entries.reason_expr(standby_apart=True)
     query = (
         select(Store.crm_store_id, Store.name, Account.userid, reason)
         .join(Binding, entries.current_binding_join())
         .join(Account, col(Account.id) == Binding.account_id)
-        .where(reason.in_([entries.EntryReason.account_disabled, entries.EntryReason.account_full]))
-        .order_by(Store.crm_store_id).limit(limit)
+        .where(reason.in_([entries.EntryReason.account_disabled, entries.ACCOUNT_STANDBY,
+                           entries.EntryReason.account_full]))
     )
     if actor.branch_scope is not None:
         query = query.where(Store.branch_id == actor.branch_scope)
-    return [NeedsAction(*row) for row in session.exec(query).all()]
+    total = session.exec(select(func.count()).select_from(query.subquery())).one()
+    items = [NeedsAction(*row) for row in session.exec(query.order_by(Store.crm_store_id).limit(limit)).all()]
+    return NeedsActionList(items, total)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from core import accounts, audit, bindings, settings_store
+from core.conflicts import lock_for_write, settled_races
 from core.entries import BLOCKING_REASONS, current_binding_join, reason_expr
 from core.errors import ConcurrentEdit, DomainError, InvalidInput, NotFound, PermissionDenied
 from core.permissions import Actor, Capability, require
@@ -45,7 +46,7 @@ class BindingFilter:
     shown: bool | None = None            # the operator's flag
     account_status: str | None = None    # active | standby | disabled
     usage_band: str | None = None        # normal | warn | critical | full
-    entry: str | None = None             # "visible" or an EntryReason
+    entry: str | None = None             # "visible", an EntryReason or ACCOUNT_STANDBY
     search: str = ""                     # CRM store ID prefix, store name, userid prefix
 
 
@@ -70,7 +71,7 @@ class BindingRow:
     started_at: datetime
     reviewed_at: datetime | None
     reviewed_by: str | None
-    entry_reason: str | None             # None: the client shows the entry
+    entry_reason: str | None             # None: the client shows the entry; standby apart (console wording)
 
     @property
     def usage(self) -> float:
@@ -85,7 +86,7 @@ class BindingRow:
 class RowProblem:
     crm_store_id: str
     store_name: str
-    reason: str   # changed | store_closed | account_disabled | account_full
+    reason: str   # changed | store_closed | account_disabled | account_standby | account_full
 
 
 class BulkRefused(DomainError):
@@ -109,7 +110,7 @@ def _scoped(actor: Actor, branch_id: int | None) -> int | None:
 
 def _base_query(session: Session, actor: Actor, filters: BindingFilter):
     reviewer = aliased(User)
-    reason = reason_expr().label("entry_reason")
+    reason = reason_expr(standby_apart=True).label("entry_reason")
     query = (
         select(Binding.id, Binding.version, Store.id, Store.crm_store_id, Store.name, Branch.id, Branch.code,
                Branch.name, Store.status, Account.id, Account.userid, Account.name, Account.status,
@@ -138,7 +139,7 @@ def _base_query(session: Session, actor: Actor, filters: BindingFilter):
     if filters.entry == "visible":
         conditions.append(reason_expr().is_(None))
     elif filters.entry:
-        conditions.append(reason_expr() == filters.entry)
+        conditions.append(reason_expr(standby_apart=True) == filters.entry)
     term = filters.search.strip()
     if term:
         conditions.append(or_(col(Store.crm_store_id).startswith(term, autoescape=True),
@@ -180,6 +181,8 @@ class Selected:
     version: int
     shown: bool
     reviewed: bool
+    crm_store_id: str
+    store_name: str
 
     def would_change(self, shown: bool) -> bool:
         # Showing an already shown but unreviewed entry still records the review.
@@ -191,7 +194,8 @@ def matching_rows(*, session: Session, actor: Actor, filters: BindingFilter) -> 
     made against (a bulk action over "all matching" rows)."""
     require(actor, Capability.review_entries)
     query = _base_query(session, actor, filters).with_only_columns(
-        Binding.id, Binding.version, Binding.shown, col(Binding.reviewed_at).is_not(None))
+        Binding.id, Binding.version, Binding.shown, col(Binding.reviewed_at).is_not(None), Store.crm_store_id,
+        Store.name).order_by(Store.crm_store_id)
     return [Selected(*row) for row in session.exec(query).all()]
 
 
@@ -205,67 +209,88 @@ def set_shown(*, session: Session, actor: Actor, versions: dict[int, int], shown
     """Show or hide the entries of many bindings, all or nothing.
 
     `versions` maps binding id → the version the operator saw. Refused as a
-    whole when any row ended or changed since (ConcurrentEdit-like BulkRefused
-    "review.rows_changed"), or, when showing, when any row's store is closed or
-    its account disabled or full ("review.cannot_show"). Showing marks the
-    binding reviewed (who, when)."""
+    whole when any row ended or changed since (BulkRefused "review.rows_changed"),
+    or, when showing, when any row's store is closed or its account disabled,
+    standby or full ("review.cannot_show"). Showing marks the binding reviewed
+    (who, when).
+
+    The rows are read under lock (SQLite's write lock, PostgreSQL row locks in
+    id order), so the check holds until commit for every row, also for rows
+    already in the wanted state, which are not written."""
     require(actor, Capability.review_entries)
     if not versions:
         raise InvalidInput("review.nothing_selected")
-    ids = list(versions)
+    ids = sorted(versions)
+    with settled_races("review.changed_during_save"):
+        lock_for_write(session)
+        loaded = _load_locked(session, ids)
+        for row in loaded.values():
+            require(actor, Capability.review_entries, branch_id=row[7])
+        changed = [RowProblem(loaded[i][5] if i in loaded else str(i), loaded[i][6] if i in loaded else "",
+                              "changed")
+                   for i in ids
+                   if i not in loaded or loaded[i][2] is not None or loaded[i][1] != versions[i]]
+        if changed:
+            raise BulkRefused("review.rows_changed", sorted(changed, key=lambda p: p.crm_store_id))
+        if shown:
+            # An ended binding was refused above, so the reason here is about the store and account.
+            blocked = [RowProblem(row[5], row[6], row[9]) for row in loaded.values() if row[9] in BLOCKING_REASONS]
+            if blocked:
+                raise BulkRefused("review.cannot_show", sorted(blocked, key=lambda p: p.crm_store_id))
+        to_change = [i for i in ids if Selected(i, versions[i], loaded[i][3], loaded[i][4] is not None,
+                                                loaded[i][5], loaded[i][6]).would_change(shown)]
+        now = utcnow()
+        values = {"shown": shown, "version": Binding.version + 1, "updated_at": now}
+        if shown:
+            values |= {"reviewed_at": now, "reviewed_by_id": actor.user_id}
+        for start in range(0, len(to_change), CHUNK):
+            chunk = to_change[start:start + CHUNK]
+            result = session.exec(
+                update(Binding)
+                .where(tuple_(col(Binding.id), col(Binding.version)).in_([(i, versions[i]) for i in chunk]),
+                       col(Binding.ended_at).is_(None))
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != len(chunk):
+                # The version stays in the write as well as in the locked read: no path
+                # writes over a version it did not check. The caller rolls back.
+                raise ConcurrentEdit("review.changed_during_save")
+        for i in to_change:
+            row = loaded[i]
+            audit.record(session=session, actor=actor, action="binding.show" if shown else "binding.hide",
+                         entity_type="binding", entity_id=i, branch_id=row[7],
+                         before={"store": row[5], "account": row[8], "shown": row[3],
+                                 "reviewed": row[4] is not None, "version": row[1]},
+                         after={"store": row[5], "account": row[8], "shown": shown,
+                                "reviewed": shown or row[4] is not None, "version": row[1] + 1})
+        session.flush()
+    session.expire_all()
+    return BulkResult(changed=len(to_change), unchanged=len(ids) - len(to_change))
+
+
+def _load_locked(session: Session, ids: list[int]) -> dict[int, tuple]:
+    """The rows of `ids` (ascending) with what the checks need, locked until
+    commit on PostgreSQL (FOR UPDATE; SQLite has no row locks, the caller holds
+    the write lock). Ascending id order in every chunk keeps two bulk actions
+    over overlapping rows from deadlocking."""
     loaded: dict[int, tuple] = {}
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
         query = (
             select(Binding.id, Binding.version, Binding.ended_at, Binding.shown, Binding.reviewed_at,
-                   Store.crm_store_id, Store.name, Store.branch_id, Account.userid, reason_expr())
+                   Store.crm_store_id, Store.name, Store.branch_id, Account.userid,
+                   reason_expr(standby_apart=True))
             .select_from(Binding)
             .join(Store, col(Store.id) == Binding.store_id)
             .join(Account, col(Account.id) == Binding.account_id)
             .where(col(Binding.id).in_(chunk))
+            .order_by(Binding.id)
+            .with_for_update(of=Binding)
         )
         for row in session.exec(query).all():
             loaded[row[0]] = row
-    for row in loaded.values():
-        require(actor, Capability.review_entries, branch_id=row[7])
-    changed = [RowProblem(loaded[i][5] if i in loaded else str(i), loaded[i][6] if i in loaded else "", "changed")
-               for i in ids
-               if i not in loaded or loaded[i][2] is not None or loaded[i][1] != versions[i]]
-    if changed:
-        raise BulkRefused("review.rows_changed", changed)
-    if shown:
-        # An ended binding was refused above, so the reason here is about the store and account.
-        blocked = [RowProblem(row[5], row[6], row[9]) for row in loaded.values() if row[9] in BLOCKING_REASONS]
-        if blocked:
-            raise BulkRefused("review.cannot_show", sorted(blocked, key=lambda p: p.crm_store_id))
-    to_change = [i for i in ids
-                 if Selected(i, versions[i], loaded[i][3], loaded[i][4] is not None).would_change(shown)]
-    now = utcnow()
-    values = {"shown": shown, "version": Binding.version + 1, "updated_at": now}
-    if shown:
-        values |= {"reviewed_at": now, "reviewed_by_id": actor.user_id}
-    for start in range(0, len(to_change), CHUNK):
-        chunk = to_change[start:start + CHUNK]
-        result = session.exec(
-            update(Binding)
-            .where(tuple_(col(Binding.id), col(Binding.version)).in_([(i, versions[i]) for i in chunk]),
-                   col(Binding.ended_at).is_(None))
-            .values(**values)
-            .execution_options(synchronize_session=False)
-        )
-        if result.rowcount != len(chunk):
-            # Someone changed a row between our read and this write: the caller rolls back.
-            raise ConcurrentEdit("review.changed_during_save")
-    for i in to_change:
-        row = loaded[i]
-        audit.record(session=session, actor=actor, action="binding.show" if shown else "binding.hide",
-                     entity_type="binding", entity_id=i, branch_id=row[7],
-                     before={"store": row[5], "account": row[8], "shown": row[3], "reviewed": row[4] is not None,
-                             "version": row[1]},
-                     after={"store": row[5], "account": row[8], "shown": shown,
-                            "reviewed": shown or row[4] is not None, "version": row[1] + 1})
-    session.expire_all()
-    return BulkResult(changed=len(to_change), unchanged=len(ids) - len(to_change))
+    return loaded
 
 
 def _current_binding(session: Session, actor: Actor, binding_id: int, expected_version: int) -> tuple:
@@ -284,15 +309,33 @@ def replace_account(*, session: Session, actor: Actor, binding_id: int, expected
     """换号: end the binding as `replaced` and bind the store to another account,
     a standby or unbound one, or a new userid (created active). The old account
     keeps its row and status for ongoing operation. The new binding starts
-    hidden unless the operator shows it at once (which counts as the review)."""
-    old, store, old_account = _current_binding(session, actor, binding_id, expected_version)
-    old_shown = old.shown
+    hidden unless the operator shows it at once (which counts as the review).
+    A branch-scoped operator may switch to a new userid or to an account whose
+    last store was in the operator's branch.
+
+    Two operators taking the same account at once: one wins, the other gets
+    ConcurrentEdit "review.taken_meanwhile" and nothing is written."""
     userid = userid.strip()
     if not accounts.is_valid_userid(userid):
         raise InvalidInput("accounts.bad_userid", userid=userid)
+    with settled_races("review.taken_meanwhile", account=userid):
+        lock_for_write(session)
+        new = _replace(session, actor, binding_id, expected_version, userid, name, show_now)
+        session.flush()
+    return new
+
+
+def _replace(session: Session, actor: Actor, binding_id: int, expected_version: int, userid: str, name: str,
+             show_now: bool) -> Binding:
+    old, store, old_account = _current_binding(session, actor, binding_id, expected_version)
+    old_shown = old.shown
     account = accounts.find_account(session=session, userid=userid)
     if account is not None and account.id == old_account.id:
         raise InvalidInput("review.same_account", account=account.userid)
+    scope = actor.branch_scope
+    if account is not None and scope is not None and \
+            accounts.last_branch(session=session, account_id=account.id) != scope:
+        raise PermissionDenied("review.account_out_of_scope", account=account.userid)
     if account is None:
         account = accounts.create_account(session=session, actor=actor, userid=userid, name=name or userid,
                                           branch_id=store.branch_id)
@@ -324,9 +367,11 @@ def replace_account(*, session: Session, actor: Actor, binding_id: int, expected
 
 def unbind(*, session: Session, actor: Actor, binding_id: int, expected_version: int) -> Binding:
     """End the binding as `unbound`; the store's entry hides (no_binding)."""
-    binding = _current_binding(session, actor, binding_id, expected_version)[0]
-    return bindings.end_binding(session=session, actor=actor, binding=binding, reason=BindingEndReason.unbound,
-                                expected_version=expected_version)
+    with settled_races("review.changed_during_save"):
+        lock_for_write(session)
+        binding = _current_binding(session, actor, binding_id, expected_version)[0]
+        return bindings.end_binding(session=session, actor=actor, binding=binding,
+                                    reason=BindingEndReason.unbound, expected_version=expected_version)
 
 
 @dataclass(frozen=True)
@@ -363,17 +408,31 @@ def store_history(*, session: Session, actor: Actor, store_id: int) -> list[Hist
     return [HistoryRow(*row) for row in rows]
 
 
-def replacement_candidates(*, session: Session, actor: Actor, limit: int = 500) -> list[Account]:
-    """Accounts a store can switch to: standby, or active without a current
-    binding, and not full; standby first."""
+# The replace form lists this many candidates; a search narrows the rest.
+CANDIDATE_LIMIT = 100
+
+
+def replacement_candidates(*, session: Session, actor: Actor, search: str = "",
+                           limit: int = CANDIDATE_LIMIT) -> tuple[list[Account], int]:
+    """Accounts a store can switch to, standby first, and how many there are:
+    standby, or active without a current binding, and not full; matching
+    `search` (userid prefix or name). A branch-scoped operator gets only
+    accounts whose last store was in the operator's branch."""
     require(actor, Capability.review_entries)
     bound = select(Binding.account_id).where(col(Binding.ended_at).is_(None))
+    conditions = [Account.status != AccountStatus.disabled, Account.customer_count < Account.capacity_limit,
+                  col(Account.id).not_in(bound)]
+    if actor.branch_scope is not None:
+        conditions.append(accounts.last_branch_expr() == actor.branch_scope)
+    term = search.strip()
+    if term:
+        conditions.append(or_(func.lower(Account.userid).startswith(term.lower(), autoescape=True),
+                              col(Account.name).contains(term, autoescape=True)))
+    total = session.exec(select(func.count(Account.id)).where(*conditions)).one()
     query = (
         select(Account)
-        .where(Account.status != AccountStatus.disabled, Account.customer_count < Account.capacity_limit,
-               col(Account.id).not_in(bound))
+        .where(*conditions)
         .order_by((Account.status == AccountStatus.standby).desc(), Account.userid)
         .limit(limit)
     )
-    return list(session.exec(query).all())
-
+    return list(session.exec(query).all()), total

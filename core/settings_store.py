@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from core import audit
 from core.capacity.template import default_template
 from core.config import get_settings
-from core.errors import InvalidInput
+from core.errors import InvalidInput, PermissionDenied
 from core.permissions import Actor, Capability, require
 from core.timeutil import utcnow
 from db.models import SettingOverride
@@ -74,11 +74,19 @@ def validate(key: str, value: Any) -> Any:
     return typed
 
 
+def require_chain_wide(actor: Actor, capability: Capability) -> None:
+    """Settings apply to every branch: only an HQ role without a branch scope may
+    change them (a scoped operator, such as an agency, manages its own branch only)."""
+    require(actor, capability)
+    if actor.branch_scope is not None:
+        raise PermissionDenied("settings.chain_wide_only")
+
+
 def save(*, session: Session, actor: Actor, key: str, value: Any) -> None:
     spec = SPECS.get(key)
     if spec is None:
         raise InvalidInput("settings.unknown_key", key=key)
-    require(actor, spec.capability)
+    require_chain_wide(actor, spec.capability)
     typed = validate(key, value)
     before = effective(session=session, key=key)
     row = session.get(SettingOverride, key)

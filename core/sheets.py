@@ -1,10 +1,12 @@
 """Reading the sheets people upload: .xlsx, or .csv in UTF-8, UTF-8 with BOM,
 GB18030/GBK or UTF-16 (what Excel on Chinese Windows saves).
 
-Every value comes back as text. ID columns are never numbers: when Excel has
-already turned an ID into a number (a numeric cell, ``123.0``, ``1.23E+05``),
-the row carries a note so the caller can explain the lost leading zeros. File
-problems raise `SheetError`; row problems are the caller's to judge.
+Every value comes back as text. The header row may sit below a title row (it
+is looked for in the first rows of each worksheet), and rows keep the numbers
+Excel shows. When Excel has already turned an ID into a number (a number cell,
+or a CSV value such as ``123.0`` or ``1.23E+05``), the row carries a note so the
+caller can explain what may have been lost. File problems raise `SheetError`;
+row problems are the caller's to judge.
 """
 
 import csv
@@ -12,7 +14,10 @@ import io
 import re
 import unicodedata
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from contextlib import closing, contextmanager
+from dataclasses import dataclass
+from string import ascii_uppercase
 from xml.etree.ElementTree import iterparse
 
 from openpyxl.reader.excel import ExcelReader
@@ -26,9 +31,20 @@ MAX_ROWS = 100_000
 # An .xlsx is a zip; refuse one that would inflate past this (zip bombs).
 MAX_UNZIPPED_BYTES = 400 * 1024 * 1024
 MAX_COMPRESSION_RATIO = 200
+# Excel's own limits: a row or column beyond them is a crafted file.
+EXCEL_MAX_ROWS = 1_048_576
+EXCEL_MAX_COLUMNS = 16_384
+# A title or a note may sit above the header row.
+HEADER_SEARCH_ROWS = 10
 
-_NUMBER_LIKE = re.compile(r"^[+-]?(\d+\.\d*|\d*\.\d+|\d+(\.\d*)?[eE][+-]?\d+)$")
 _OLE_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"
+# What Excel (or a tool that read the column as numbers) writes into a CSV for
+# a number: the ID as it was typed cannot be told from these any more.
+_FLOAT_RENDERING = re.compile(r"\d+\.0+")
+_EXPONENT_RENDERING = re.compile(r"[+-]?\d+(\.\d+)?[eE][+-]\d+")
+# Invisible characters that come along when IDs are copied from chat or web pages.
+_ZERO_WIDTH = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff"))
+_EDGE_CHARS = "\u3000\ufeff\u200b\u200c\u200d\u2060"
 
 
 class SheetError(DomainError):
@@ -52,14 +68,30 @@ class CellNote:
     field: str
     kind: str  # numeric_id | formula | normalized
     original: str
+    # For numeric_id, what Excel did: number_cell (an integer: only leading zeros
+    # can be gone), inexact_number_cell (a fraction or more than 15 digits: the
+    # digits themselves may have changed), decimal_text (123.0) or exponent_text (1.23E+05).
+    detail: str = ""
 
 
-@dataclass
 class SheetRow:
-    row_number: int  # as Excel shows it (the header is row 1 when it is the first line)
-    values: dict[str, str]
-    notes: list[CellNote] = field(default_factory=list)
-    raw: dict[str, str] = field(default_factory=dict)  # every column of the file, for error reports
+    """One data row: the mapped columns' cleaned values, notes on how they were
+    read, and every column of the file (`raw`, built when an error report asks)."""
+
+    __slots__ = ("row_number", "values", "notes", "_cells", "_columns")
+
+    def __init__(self, row_number: int, values: dict[str, str], notes: list[CellNote] | None = None,
+                 cells: dict[int, str] | None = None, columns: list[tuple[str, int]] | None = None) -> None:
+        self.row_number = row_number  # as Excel shows it
+        self.values = values
+        self.notes = notes if notes is not None else []
+        self._cells = cells or {}
+        self._columns = columns or []
+
+    @property
+    def raw(self) -> dict[str, str]:
+        cells = self._cells
+        return {name: cells.get(position, "") for name, position in self._columns}
 
     def notes_of(self, kind: str) -> list[CellNote]:
         return [n for n in self.notes if n.kind == kind]
@@ -69,23 +101,25 @@ class SheetRow:
 class Sheet:
     rows: list[SheetRow]
     header_row: int
-    headers: list[str]
+    headers: list[str]  # the file's columns, names made unique, as the error report shows them
     file_kind: str  # xlsx | csv
     encoding: str | None = None
+    sheet_name: str | None = None  # the worksheet the rows came from (xlsx)
 
 
 def _header_key(text: str) -> str:
-    return re.sub(r"[\s_]+", "", unicodedata.normalize("NFKC", text)).lower()
+    return re.sub(r"[\s_]+", "", unicodedata.normalize("NFKC", text.translate(_ZERO_WIDTH))).lower()
 
 
 def normalise_text(value: str) -> str:
-    """Strip surrounding (also full-width) spaces."""
-    return value.strip().strip("\u3000\ufeff").strip()
+    """Strip surrounding (also full-width and zero-width) spaces."""
+    return value.strip().strip(_EDGE_CHARS).strip()
 
 
 def normalise_id(value: str) -> str:
-    """Full-width digits and letters (０１２３, ＡＢ) to ASCII, spaces stripped."""
-    return unicodedata.normalize("NFKC", normalise_text(value)).strip()
+    """Full-width digits and letters (０１２３, ＡＢ) to ASCII, invisible
+    characters removed wherever they are, spaces stripped."""
+    return unicodedata.normalize("NFKC", value.translate(_ZERO_WIDTH)).strip()
 
 
 def _format_number(value: float | int) -> str:
@@ -101,7 +135,17 @@ def _check_size(data: bytes) -> None:
         raise SheetError("sheet.too_large", limit_mb=MAX_BYTES // (1024 * 1024))
 
 
-def read_sheet(data: bytes, filename: str, columns: list[SheetColumn], *, max_rows: int = MAX_ROWS) -> Sheet:
+# A row as read: its Excel row number, the text of each non-empty cell by
+# column position, and the kind of each cell that is not plain text ("n"
+# number, "f" formula, "d" date), or None when all are text.
+RawRow = tuple[int, dict[int, str], dict[int, str] | None]
+
+
+def read_sheet(data: bytes, filename: str, columns: list[SheetColumn], *, max_rows: int = MAX_ROWS,
+               skip_sheets: Iterable[str] = ()) -> Sheet:
+    """The rows under the first header row that names every required column:
+    looked for in the first rows of each visible worksheet in turn, except
+    those named in `skip_sheets` (such as a template's instructions)."""
     _check_size(data)
     name = filename.lower()
     if data.startswith(_OLE_MAGIC):
@@ -110,15 +154,17 @@ def read_sheet(data: bytes, filename: str, columns: list[SheetColumn], *, max_ro
     if data.startswith(b"PK"):
         if not name.endswith((".xlsx", ".xlsm")) and not name.endswith(".csv"):
             raise SheetError("sheet.unsupported_type", filename=filename)
-        table, kind, encoding = _xlsx_cells(data), "xlsx", None
-    elif name.endswith((".xlsx", ".xlsm")):
+        with _open_workbook(data) as workbook:
+            skipped = {_header_key(s) for s in skip_sheets}
+            tables = ((ws.title, _xlsx_rows(ws, workbook)) for ws in workbook.worksheets
+                      if ws.sheet_state == "visible" and _header_key(ws.title) not in skipped)
+            return _read_tables(tables, columns, "xlsx", None, max_rows)
+    if name.endswith((".xlsx", ".xlsm")):
         raise SheetError("sheet.not_a_workbook", filename=filename)
-    elif name.endswith((".csv", ".txt")):
+    if name.endswith((".csv", ".txt")):
         text, encoding = _decode_text(data)
-        table, kind = _csv_cells(text), "csv"
-    else:
-        raise SheetError("sheet.unsupported_type", filename=filename)
-    return _to_rows(table, columns, kind, encoding, max_rows)
+        return _read_tables([(None, _csv_rows(text))], columns, "csv", encoding, max_rows)
+    raise SheetError("sheet.unsupported_type", filename=filename)
 
 
 def _decode_text(data: bytes) -> tuple[str, str]:
@@ -143,11 +189,7 @@ def _looks_binary(text: str) -> bool:
     return controls > len(sample) // 50
 
 
-# A cell: (text, kind) where kind is "s" text, "n" number, "f" formula, "d" date.
-Cell = tuple[str, str]
-
-
-def _csv_cells(text: str) -> list[list[Cell]]:
+def _csv_rows(text: str) -> Iterator[RawRow]:
     if _looks_binary(text):
         raise SheetError("sheet.binary_file")
     sample = text[:8192]
@@ -157,21 +199,41 @@ def _csv_cells(text: str) -> list[list[Cell]]:
     except csv.Error:
         delimiter = ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    return [[(value, "s") for value in row] for row in reader]
+    try:
+        for number, row in enumerate(reader, start=1):
+            if any(row):
+                yield number, dict(enumerate(row)), None
+    except csv.Error:  # a NUL byte or a field of over 128 KB: not a table someone typed
+        raise SheetError("sheet.binary_file") from None
 
+
+# --- xlsx -----------------------------------------------------------------------------------------------------
 
 _MAIN_NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 _ROW, _CELL = _MAIN_NS + "row", _MAIN_NS + "c"
 _VALUE, _FORMULA, _INLINE, _TEXT = _MAIN_NS + "v", _MAIN_NS + "f", _MAIN_NS + "is", _MAIN_NS + "t"
 _SHARED, _RUN = _MAIN_NS + "si", _MAIN_NS + "r"
-_COLUMN_LETTERS = re.compile(r"[A-Z]+")
+_DIGITS = "0123456789"
 
 
-def _column_index(reference: str) -> int:
-    index = 0
-    for letter in _COLUMN_LETTERS.match(reference).group():
-        index = index * 26 + ord(letter) - 64
-    return index - 1
+def _column_names() -> dict[str, int]:
+    """Column letters A … XFD to their position; anything else is not a column."""
+    names: dict[str, int] = {}
+    letters = [""]
+    while len(names) < EXCEL_MAX_COLUMNS:
+        letters = [prefix + letter for prefix in letters for letter in ascii_uppercase]
+        for name in letters:
+            if len(names) == EXCEL_MAX_COLUMNS:
+                break
+            names[name] = len(names)
+    return names
+
+
+_COLUMNS = _column_names()
+
+
+class _DamagedSheet(Exception):
+    """A sheet part that no spreadsheet program would have written."""
 
 
 def _number(text: str) -> str:
@@ -181,7 +243,7 @@ def _number(text: str) -> str:
         return _format_number(float(text))
 
 
-def _cell(element, shared_strings, date_styles: set[int], epoch) -> Cell:
+def _cell(element, shared_strings, date_styles: set[int], epoch) -> tuple[str, str]:
     """One <c> element as (text, kind); what openpyxl's parser yields, without
     its per-cell objects."""
     formula = element.find(_FORMULA)
@@ -234,7 +296,8 @@ class _WorkbookReader(ExcelReader):
                 self.shared_strings = _shared_strings(source)
 
 
-def _xlsx_cells(data: bytes) -> list[list[Cell]]:
+@contextmanager
+def _open_workbook(data: bytes):
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
         names = set(archive.namelist())
@@ -255,76 +318,170 @@ def _xlsx_cells(data: bytes) -> list[list[Cell]]:
     except Exception:  # openpyxl raises many kinds on a damaged file
         raise SheetError("sheet.not_a_workbook", filename="") from None
     try:
-        worksheet = workbook.worksheets[0]
-        table: list[list[Cell]] = []
-        # openpyxl reads the workbook's structure and shared strings; the rows are
-        # read here straight from the sheet's XML, without openpyxl's per-cell
-        # objects (they cost more than the whole rest of an import at 50,000 rows).
-        shared, date_styles, epoch = worksheet._shared_strings, workbook._date_formats, workbook.epoch
-        try:
-            with worksheet._get_source() as source:
-                cells: list[Cell] = []
-                for _event, element in iterparse(source):
-                    if element.tag == _CELL:
-                        reference = element.get("r")
-                        position = _column_index(reference) if reference else len(cells)
-                        if position >= len(cells):
-                            cells.extend([("", "s")] * (position + 1 - len(cells)))
-                        cells[position] = _cell(element, shared, date_styles, epoch)
-                    elif element.tag == _ROW:
-                        number = element.get("r")
-                        while number and len(table) < int(number) - 1:
-                            table.append([])  # a row the file leaves out keeps its Excel row number
-                        table.append(cells)
-                        cells = []
-                        element.clear()
-                        if len(table) > MAX_ROWS + 50:
-                            break
-        except Exception:  # a damaged sheet part fails in many ways
-            raise SheetError("sheet.not_a_workbook", filename="") from None
-        return table
+        yield workbook
     finally:
         workbook.close()
 
 
-def _to_rows(table: list[list[Cell]], columns: list[SheetColumn], kind: str,
-             encoding: str | None, max_rows: int) -> Sheet:
-    header_index = next((i for i, row in enumerate(table) if any(text.strip() for text, _ in row)), None)
-    if header_index is None:
-        raise SheetError("sheet.no_rows")
-    header_cells = [normalise_text(text) for text, _ in table[header_index]]
-    wanted = {_header_key(h): col for col in columns for h in col.headers}
+def _xlsx_rows(worksheet, workbook) -> Iterator[RawRow]:
+    """The worksheet's rows straight from its XML, without openpyxl's per-cell
+    objects (they cost more than the whole rest of an import at 50,000 rows).
+    Only rows with a non-empty cell are yielded and nothing is kept for the
+    rows a file leaves out, so a row number says nothing about memory."""
+    shared, date_styles, epoch = worksheet._shared_strings, workbook._date_formats, workbook.epoch
+    try:
+        with worksheet._get_source() as source:
+            texts: dict[int, str] = {}
+            kinds: dict[int, str] | None = None
+            last_row, position = 0, -1
+            for _event, element in iterparse(source):
+                tag = element.tag
+                if tag == _CELL:
+                    reference = element.get("r")
+                    if reference is None:
+                        position += 1
+                        if position >= EXCEL_MAX_COLUMNS:
+                            raise _DamagedSheet
+                    else:
+                        letters = reference.rstrip(_DIGITS)
+                        position = _COLUMNS.get(letters)
+                        if position is None:
+                            position = _COLUMNS[letters.upper()]  # KeyError beyond column XFD
+                    kind = element.get("t")
+                    if kind == "s" and len(element) == 1 and element[0].tag == _VALUE:
+                        text = shared[int(element[0].text)]  # the usual cell, read without the general path
+                        if text:
+                            texts[position] = text
+                        continue
+                    text, kind = _cell(element, shared, date_styles, epoch)
+                    if text:
+                        texts[position] = text
+                        if kind != "s":
+                            if kinds is None:
+                                kinds = {}
+                            kinds[position] = kind
+                elif tag == _ROW:
+                    number = element.get("r")
+                    last_row = int(number) if number is not None else last_row + 1
+                    if not 0 < last_row <= EXCEL_MAX_ROWS:
+                        raise _DamagedSheet
+                    if texts:
+                        yield last_row, texts, kinds
+                        texts, kinds = {}, None
+                    position = -1
+                    element.clear()
+    except SheetError:
+        raise
+    except Exception:  # a damaged or crafted sheet part fails in many ways
+        raise SheetError("sheet.not_a_workbook", filename="") from None
+
+
+# --- from rows to a sheet -------------------------------------------------------------------------------------
+
+def _header_positions(texts: dict[int, str], wanted: dict[str, SheetColumn]) -> dict[str, int]:
     positions: dict[str, int] = {}
-    for position, header in enumerate(header_cells):
-        col = wanted.get(_header_key(header))
+    for position in sorted(texts):
+        col = wanted.get(_header_key(normalise_text(texts[position])))
         if col is not None and col.key not in positions:
             positions[col.key] = position
-    missing = [col.label for col in columns if col.required and col.key not in positions]
-    if missing:
-        raise SheetError("sheet.missing_columns", columns="、".join(missing))
-    by_key = {col.key: col for col in columns}
-    rows: list[SheetRow] = []
-    for offset, cells in enumerate(table[header_index + 1:], start=header_index + 2):
-        if not any(text.strip() for text, _ in cells):
-            continue  # blank rows are skipped
-        if len(rows) >= max_rows:
-            raise SheetError("sheet.too_many_rows", limit=max_rows)
-        row = SheetRow(row_number=offset, values={})
-        row.raw = {header_cells[i] or f"#{i + 1}": cells[i][0] for i in range(min(len(cells), len(header_cells)))}
-        for key, position in positions.items():
-            text, cell_kind = cells[position] if position < len(cells) else ("", "s")
-            col = by_key[key]
-            if cell_kind == "f":
-                row.notes.append(CellNote(key, "formula", text))
-                row.values[key] = ""
-                continue
-            cleaned = normalise_id(text) if col.is_id else normalise_text(text)
-            if cleaned != text and cleaned:
-                row.notes.append(CellNote(key, "normalized", text))
-            if col.is_id and cleaned and (cell_kind == "n" or _NUMBER_LIKE.match(cleaned)):
-                row.notes.append(CellNote(key, "numeric_id", text))
-            row.values[key] = cleaned
-        rows.append(row)
-    if not rows:
+    return positions
+
+
+def _read_tables(tables: Iterable[tuple[str | None, Iterator[RawRow]]], columns: list[SheetColumn], kind: str,
+                 encoding: str | None, max_rows: int) -> Sheet:
+    """The first table (worksheet) with a header row in its first non-blank
+    rows; when none has one, the columns missing from the closest candidate."""
+    wanted = {_header_key(h): col for col in columns for h in col.headers}
+    required = [col for col in columns if col.required]
+    closest: dict[str, int] | None = None
+    for sheet_name, rows in tables:
+        with closing(rows):  # a worksheet left half-read lets go of its part of the file
+            looked_at = 0
+            for number, texts, _kinds in rows:
+                if not any(text.strip() for text in texts.values()):
+                    continue
+                positions = _header_positions(texts, wanted)
+                if all(col.key in positions for col in required):
+                    return _data_rows(rows, number, texts, positions, columns, kind, encoding, sheet_name,
+                                      max_rows)
+                if closest is None or len(positions) > len(closest):
+                    closest = positions
+                looked_at += 1
+                if looked_at == HEADER_SEARCH_ROWS:
+                    break
+    if closest is None:
         raise SheetError("sheet.no_rows")
-    return Sheet(rows=rows, header_row=header_index + 1, headers=header_cells, file_kind=kind, encoding=encoding)
+    missing = [col.label for col in required if col.key not in closest]
+    raise SheetError("sheet.missing_columns", columns="、".join(missing))
+
+
+def _report_columns(header: dict[int, str]) -> list[tuple[str, int]]:
+    """The file's columns up to its last named one, each with a unique name."""
+    used: set[str] = set()
+    columns: list[tuple[str, int]] = []
+    for position in range(max(p for p, text in header.items() if text.strip()) + 1):
+        name = base = normalise_text(header.get(position, "")) or f"#{position + 1}"
+        copy = 1
+        while name in used:
+            copy += 1
+            name = f"{base} ({copy})"
+        used.add(name)
+        columns.append((name, position))
+    return columns
+
+
+def _id_note(text: str, cell_kind: str | None, from_csv: bool) -> str:
+    """How Excel may have changed an ID, or "" when it read as typed."""
+    if cell_kind == "n":
+        digits = text[1:] if text.startswith("-") else text
+        return "number_cell" if digits.isdigit() and len(digits) <= 15 else "inexact_number_cell"
+    if from_csv:
+        if _FLOAT_RENDERING.fullmatch(text):
+            return "decimal_text"
+        if _EXPONENT_RENDERING.fullmatch(text):
+            return "exponent_text"
+    return ""
+
+
+def _data_rows(rows: Iterator[RawRow], header_number: int, header: dict[int, str], positions: dict[str, int],
+               columns: list[SheetColumn], kind: str, encoding: str | None, sheet_name: str | None,
+               max_rows: int) -> Sheet:
+    report_columns = _report_columns(header)
+    mapped = [(col.key, positions[col.key], col.is_id) for col in columns if col.key in positions]
+    from_csv = kind == "csv"
+    result: list[SheetRow] = []
+    for number, texts, kinds in rows:
+        values: dict[str, str] = {}
+        notes: list[CellNote] = []
+        blank = True
+        for key, position, is_id in mapped:
+            text = texts.get(position, "")
+            cell_kind = kinds.get(position) if kinds is not None else None
+            if cell_kind == "f":
+                notes.append(CellNote(key, "formula", text))
+                values[key] = ""
+                blank = False
+                continue
+            if text.isascii():
+                cleaned = text.strip()
+            else:
+                cleaned = normalise_id(text) if is_id else normalise_text(text)
+            values[key] = cleaned
+            if not cleaned:
+                continue
+            blank = False
+            if cleaned != text:
+                notes.append(CellNote(key, "normalized", text))
+            if is_id:
+                detail = _id_note(cleaned, cell_kind, from_csv)
+                if detail:
+                    notes.append(CellNote(key, "numeric_id", text, detail))
+        if blank:
+            continue  # blank rows (in the columns read) are skipped; so are rows with only notes beside the table
+        if len(result) == max_rows:
+            raise SheetError("sheet.too_many_rows", limit=max_rows)
+        result.append(SheetRow(number, values, notes, texts, report_columns))
+    if not result:
+        raise SheetError("sheet.no_rows")
+    return Sheet(rows=result, header_row=header_number, headers=[name for name, _ in report_columns],
+                 file_kind=kind, encoding=encoding, sheet_name=sheet_name)

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
-from core import audit, bindings
+from core import audit, bindings, entries
 from core.errors import PermissionDenied
 from core.permissions import Actor, Capability, require
 from core.sheets import SheetColumn, SheetRow, read_sheet
@@ -50,7 +50,7 @@ class StoreListRow:
     status: str
     wecom_userid: str | None
     wecom_name: str | None
-    shown: bool | None
+    entry_reason: str | None    # None: the client shows the entry (the rule in core.entries)
 
 
 def search_stores(*, session: Session, actor: Actor, filters: StoreFilter, offset: int = 0,
@@ -91,16 +91,18 @@ def search_stores(*, session: Session, actor: Actor, filters: StoreFilter, offse
     store_ids = [store.id for store in page]
     branches = {b.id: b for b in session.exec(select(Branch).where(
         col(Branch.id).in_({store.branch_id for store in page}))).all()}
-    bound = {binding.store_id: (binding, account) for binding, account in session.exec(
-        select(Binding, Account).join(Account, col(Account.id) == Binding.account_id)
-        .where(col(Binding.store_id).in_(store_ids), col(Binding.ended_at).is_(None))).all()}
+    # The entry column says what the client API answers, not the operator's flag.
+    entry = {store_id: (userid, name, reason) for store_id, userid, name, reason in session.exec(
+        select(Store.id, Account.userid, Account.name, entries.reason_expr(standby_apart=True))
+        .join(Binding, entries.current_binding_join(), isouter=True)
+        .join(Account, col(Account.id) == Binding.account_id, isouter=True)
+        .where(col(Store.id).in_(store_ids))).all()}
     rows = []
     for store in page:
-        binding, account = bound.get(store.id, (None, None))
+        userid, name, reason = entry[store.id]
         branch = branches[store.branch_id]
         rows.append(StoreListRow(store.id, store.crm_store_id, store.name, branch.code, branch.name, store.status,
-                                 account.userid if account else None, account.name if account else None,
-                                 binding.shown if binding else None))
+                                 userid, name, reason))
     return rows, total
 
 

@@ -3,17 +3,19 @@
 Each event is checked on its own: bad ones are rejected with their index and
 reason, good ones kept. A resend (same `event_id`) is a duplicate, never a new
 event, also when two requests race (INSERT … ON CONFLICT DO NOTHING). Every
-new funnel fact lands in `funnel_activity` in the same transaction and marks
-its day for the roll-up.
+new funnel fact lands in `funnel_activity` and `funnel_pending` (what the
+roll-up has yet to take in) in the same transaction.
 """
 
+import codecs
 import csv
 import io
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import IO, Any
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Table
 from sqlmodel import Session, col, select
@@ -21,11 +23,13 @@ from sqlmodel import Session, col, select
 from core.errors import InvalidInput
 from core.permissions import Actor, Capability, require
 from core.timeutil import display_zone, utcnow
-from db.models import FunnelActivity, FunnelDirtyDay, Store, TrackingEvent
+from db.models import FunnelState, Store
 
 EVENT_NAMES = ("order_result_view", "entry_click", "guide_view", "add_click", "jump_fail")
 # The funnel, in order; `added` comes from the WeCom callback, not from clients.
 FUNNEL_STEPS = ("order_result_view", "entry_click", "guide_view", "add_click", "added")
+# The part of `added` a channel code's State attributed (the precise part).
+ADDED_BY_STATE = "added_by_state"
 PLATFORMS = ("app", "miniprogram", "h5")
 MAX_BATCH = 1000
 MAX_EVENT_ID = 64
@@ -52,6 +56,7 @@ PROBLEM_TEXT = {
     "events.unknown_store": "unknown crm_store_id {value!r}",
     "events.unknown_platform": "unknown platform {value!r} (app, miniprogram or h5)",
     "events.bad_order_id": "order_id must be text of at most 64 characters",
+    "events.store_out_of_scope": "crm_store_id {value!r} is outside the importer's branch",
 }
 
 
@@ -59,9 +64,25 @@ def describe_problem(key: str, params: dict[str, Any]) -> str:
     return PROBLEM_TEXT[key].format(**params)
 
 
-def day_number(moment: datetime) -> int:
-    """The day (days since 1970-01-01) of an aware time, cut at midnight in the display zone."""
-    return (moment.astimezone(display_zone()).date() - EPOCH).days
+def day_number(moment: datetime, zone: ZoneInfo) -> int:
+    """The day (days since 1970-01-01) of an aware time, cut at midnight in `zone`."""
+    return (moment.astimezone(zone).date() - EPOCH).days
+
+
+def fact_zone(*, session: Session) -> ZoneInfo:
+    """The zone the stored days are cut in: recorded with the first fact, and
+    kept until `rebuild-funnel` recuts every day in a new CONSOLE_TIMEZONE, so
+    the days of old and new facts never mix two zones."""
+    # FOR SHARE (PostgreSQL): a running rebuild holds this row; intake waits for it.
+    read = select(FunnelState.zone).where(FunnelState.id == 1).with_for_update(read=True)
+    zone = session.exec(read).first()
+    if zone is None:
+        zone = display_zone().key
+        table = FunnelState.__table__
+        session.connection().execute(dialect_insert(session, table).values(id=1, zone=zone)
+                                     .on_conflict_do_nothing(index_elements=[table.c.id]))
+        zone = session.exec(read).one()
+    return ZoneInfo(zone)
 
 
 def day_of(number: int) -> date:
@@ -152,26 +173,56 @@ def dialect_insert(session: Session, table: Table):
     return insert(table)
 
 
+def driver_executemany(session: Session, sql: str, rows: list[tuple]) -> None:
+    """Many rows straight through the driver: SQLAlchemy's per-row parameter
+    handling costs more than the database at intake and roll-up volumes.
+    `sql` uses ? placeholders (made %s for psycopg)."""
+    if rows:
+        connection = session.connection()
+        connection.exec_driver_sql(sql if connection.dialect.name == "sqlite" else sql.replace("?", "%s"), rows)
+
+
+def insert_new(session: Session, table: str, columns: Sequence[str], rows: list[tuple], conflict: str,
+               returning: str) -> list[tuple]:
+    """INSERT … ON CONFLICT (conflict) DO NOTHING RETURNING (returning) of many
+    rows, a thousand per statement, through the driver: the rows that were new."""
+    connection = session.connection()
+    mark = "?" if connection.dialect.name == "sqlite" else "%s"
+    group = "(" + ", ".join([mark] * len(columns)) + ")"
+    new: list[tuple] = []
+    for start in range(0, len(rows), _ROWS_PER_INSERT):
+        part = rows[start:start + _ROWS_PER_INSERT]
+        sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES {', '.join([group] * len(part))} "
+               f"ON CONFLICT ({conflict}) DO NOTHING RETURNING {returning}")
+        new.extend(tuple(row) for row in connection.exec_driver_sql(sql, tuple(v for row in part for v in row)))
+    return new
+
+
+# Under SQLite's 32,766 parameters per statement with the widest row (11 columns).
+_ROWS_PER_INSERT = 1000
+_FACT_KEY = ("step", "user_key", "day", "store_id", "platform")
+_FACT_COLUMNS = (*_FACT_KEY, "branch_id")
+_EVENT_COLUMNS = ("event_id", "event", "occurred_at", "day", "user_key", "store_id", "branch_id", "platform",
+                  "order_id", "source", "received_at")
+
+
+def stored_time(session: Session, moment: datetime) -> Any:
+    """A naive-UTC time as a driver parameter: SQLAlchemy's SQLite text form
+    (so stored times compare as text correctly), a datetime for PostgreSQL."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if session.get_bind().dialect.name == "sqlite" else moment
+
+
 def record_activity(*, session: Session, rows: Iterable[dict[str, Any]]) -> int:
     """Add funnel facts (step, user_key, day, store_id, platform, branch_id);
-    those already known are ignored. Days that gained a fact are marked for the
-    roll-up. Returns how many facts were new."""
-    unique = list({(r["step"], r["user_key"], r["day"], r["store_id"], r["platform"]): r for r in rows}.values())
+    those already known are ignored, the new ones wait for the roll-up in
+    funnel_pending. Returns how many facts were new."""
+    unique = list({tuple(r[k] for k in _FACT_KEY): tuple(r[k] for k in _FACT_COLUMNS) for r in rows}.values())
     if not unique:
         return 0
-    table = FunnelActivity.__table__
-    stmt = dialect_insert(session, table).on_conflict_do_nothing().returning(table.c.day)
-    new_days = [row[0] for row in session.connection().execute(stmt, unique)]
-    mark_days_dirty(session=session, days=set(new_days))
-    return len(new_days)
-
-
-def mark_days_dirty(*, session: Session, days: Iterable[int]) -> None:
-    table = FunnelDirtyDay.__table__
-    for day in sorted(days):
-        stmt = dialect_insert(session, table).values(day=day, version=1)
-        stmt = stmt.on_conflict_do_update(index_elements=[table.c.day], set_={"version": table.c.version + 1})
-        session.connection().execute(stmt)
+    new = insert_new(session, "funnel_activity", _FACT_COLUMNS, unique, ", ".join(_FACT_KEY), ", ".join(_FACT_KEY))
+    driver_executemany(session, "INSERT INTO funnel_pending (step, user_key, day, store_id, platform) "
+                                "VALUES (?, ?, ?, ?, ?)", new)
+    return len(new)
 
 
 def _store_lookup(session: Session, crm_ids: set[str]) -> dict[str, tuple[int, int]]:
@@ -184,12 +235,14 @@ def _store_lookup(session: Session, crm_ids: set[str]) -> dict[str, tuple[int, i
     return found
 
 
-def ingest_events(*, session: Session, actor: Actor, events: Sequence[Any], source: str = "api") -> IntakeResult:
-    """Check and keep up to MAX_BATCH events. The caller commits."""
+def ingest_events(*, session: Session, actor: Actor, events: Sequence[Any], source: str = "api",
+                  now: datetime | None = None) -> IntakeResult:
+    """Check and keep up to MAX_BATCH events; an actor scoped to a branch keeps
+    only its own stores' events. The caller commits."""
     require(actor, Capability.import_events)
     if len(events) > MAX_BATCH:
         raise InvalidInput("events.batch_too_large", limit=MAX_BATCH)
-    now = datetime.now(display_zone())
+    now = now or datetime.now(UTC)
     result = IntakeResult()
     checked: list[tuple[int, _Checked]] = []
     for index, raw in enumerate(events):
@@ -199,35 +252,35 @@ def ingest_events(*, session: Session, actor: Actor, events: Sequence[Any], sour
         else:
             checked.append((index, outcome))
     stores = _store_lookup(session, {c.crm_store_id for _, c in checked})
-    rows: dict[str, dict[str, Any]] = {}
+    zone = fact_zone(session=session) if checked else display_zone()
+    scope = actor.branch_scope
+    received = stored_time(session, utcnow())
+    rows: dict[str, tuple] = {}
     for index, event in checked:
         store = stores.get(event.crm_store_id)
         if store is None:
             result.rejected.append((index, "events.unknown_store", {"value": event.crm_store_id[:64]}))
             continue
+        if scope is not None and store[1] != scope:
+            result.rejected.append((index, "events.store_out_of_scope", {"value": event.crm_store_id[:64]}))
+            continue
         if event.event_id in rows:
             result.duplicates += 1
             continue
-        rows[event.event_id] = {
-            "event_id": event.event_id, "event": event.event,
-            "occurred_at": event.occurred_at.astimezone(UTC).replace(tzinfo=None),
-            "day": day_number(event.occurred_at), "user_key": event.user_key, "store_id": store[0],
-            "branch_id": store[1], "platform": event.platform, "order_id": event.order_id, "source": source,
-            "received_at": utcnow(),
-        }
+        rows[event.event_id] = (
+            event.event_id, event.event, stored_time(session, event.occurred_at.astimezone(UTC).replace(tzinfo=None)),
+            day_number(event.occurred_at, zone), event.user_key, store[0], store[1], event.platform, event.order_id,
+            source, received)
     result.rejected.sort()
     if not rows:
         return result
-    table = TrackingEvent.__table__
-    stmt = dialect_insert(session, table).on_conflict_do_nothing(index_elements=[table.c.event_id]) \
-        .returning(table.c.event_id)
-    inserted = {row[0] for row in session.connection().execute(stmt, list(rows.values()))}
+    inserted = {row[0] for row in insert_new(session, "tracking_event", _EVENT_COLUMNS, list(rows.values()),
+                                             "event_id", "event_id")}
     result.accepted = len(inserted)
     result.duplicates += len(rows) - len(inserted)
     record_activity(session=session, rows=(
-        {"step": r["event"], "user_key": r["user_key"], "day": r["day"], "store_id": r["store_id"],
-         "platform": r["platform"], "branch_id": r["branch_id"]}
-        for event_id, r in rows.items() if event_id in inserted and r["event"] in FUNNEL_STEPS))
+        {"step": r[1], "user_key": r[4], "day": r[3], "store_id": r[5], "platform": r[7], "branch_id": r[6]}
+        for event_id, r in rows.items() if event_id in inserted and r[1] in FUNNEL_STEPS))
     return result
 
 
@@ -238,43 +291,150 @@ class FileProblem:
     params: dict[str, Any]
 
 
-def read_event_file(data: bytes, filename: str) -> Iterator[tuple[int, Any]]:
-    """(line number, event) from a CSV (header row: FILE_COLUMNS) or JSON Lines
-    file, as an existing tracking system exports them. A line that is not JSON
-    yields None, which the checks reject. Every CSV value stays text."""
-    if len(data) > MAX_FILE_BYTES:
-        raise InvalidInput("events.file_too_large", limit_mb=MAX_FILE_BYTES // (1024 * 1024))
-    name = filename.lower()
-    text = _decode(data)
-    if name.endswith((".jsonl", ".ndjson", ".json")):
-        for number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, json.loads(line)
-            except json.JSONDecodeError:
-                yield number, None
-        return
-    if not name.endswith(".csv"):
-        raise InvalidInput("events.file_type", filename=filename[:100])
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    headers = [h.strip() for h in reader.fieldnames or []]
-    missing = [c for c in FILE_COLUMNS if c != "order_id" and c not in headers]
-    if missing:
-        raise InvalidInput("events.file_columns", columns=", ".join(missing))
-    reader.fieldnames = headers
-    for row in reader:
-        yield reader.line_num, {key: (value if value is not None else "") for key, value in row.items()
-                                if key in FILE_COLUMNS}
+# Text is read this many characters at a time; one JSON array element may not
+# be longer than _MAX_ITEM_CHARS (an event is a few hundred).
+_TEXT_CHUNK = 1 << 20
+_MAX_ITEM_CHARS = 64 * 1024
 
 
-def _decode(data: bytes) -> str:
+def _size(stream: IO[bytes]) -> int:
+    stream.seek(0, io.SEEK_END)
+    size = stream.tell()
+    stream.seek(0)
+    return size
+
+
+def _encoding(stream: IO[bytes]) -> str:
+    """UTF-8 (with or without BOM) or GB18030, checked over the whole file
+    without holding its text."""
     for encoding in ("utf-8-sig", "gb18030"):
+        decoder = codecs.getincrementaldecoder(encoding)()
+        stream.seek(0)
         try:
-            return data.decode(encoding)
+            while chunk := stream.read(_TEXT_CHUNK):
+                decoder.decode(chunk)
+            decoder.decode(b"", final=True)
         except UnicodeDecodeError:
             continue
+        stream.seek(0)
+        return encoding
     raise InvalidInput("events.file_encoding")
+
+
+def _first_byte(stream: IO[bytes]) -> bytes:
+    """The first byte after a BOM and whitespace (ASCII in UTF-8 and GB18030)."""
+    head = stream.read(3)
+    if head != codecs.BOM_UTF8:
+        stream.seek(0)
+    while (byte := stream.read(1)) and byte in b" \t\r\n":
+        continue
+    stream.seek(0)
+    return byte
+
+
+def _json_lines(text: IO[str]) -> Iterator[tuple[int, Any]]:
+    for number, line in enumerate(text, start=1):
+        if not line.strip():
+            continue
+        try:
+            yield number, json.loads(line)
+        except json.JSONDecodeError:
+            yield number, None
+
+
+def _json_array(text: IO[str]) -> Iterator[tuple[int, Any]]:
+    """The elements of a top-level JSON array, one at a time, each with the
+    line it starts on. A syntax error stops the file: nothing after it can be
+    read reliably."""
+    decoder = json.JSONDecoder()
+    buffer, pos, line, at_end = "", 0, 1, False
+
+    def fill() -> bool:
+        nonlocal buffer, pos, at_end
+        chunk = "" if at_end else text.read(_TEXT_CHUNK)
+        if not chunk:
+            at_end = True
+            return False
+        buffer, pos = buffer[pos:] + chunk, 0
+        return True
+
+    def next_char() -> str:
+        nonlocal pos, line
+        while True:
+            while pos < len(buffer) and buffer[pos] in " \t\r\n":
+                line += buffer[pos] == "\n"
+                pos += 1
+            if pos < len(buffer):
+                return buffer[pos]
+            if not fill():
+                return ""
+
+    def broken() -> InvalidInput:
+        return InvalidInput("events.file_bad_json", line=line)
+
+    if next_char() != "[":
+        raise broken()
+    pos += 1
+    first = True
+    while True:
+        char = next_char()
+        if char == "]":
+            pos += 1
+            if next_char():
+                raise broken()
+            return
+        if not first:
+            if char != ",":
+                raise broken()
+            pos += 1
+            next_char()
+        first = False
+        while True:
+            try:
+                value, end = decoder.raw_decode(buffer, pos)
+            except json.JSONDecodeError:
+                if len(buffer) - pos > _MAX_ITEM_CHARS or not fill():
+                    raise broken() from None
+                continue
+            # A number or literal at the end of what was read may go on in the next chunk.
+            if end == len(buffer) and fill():
+                continue
+            break
+        yield line, value
+        line += buffer.count("\n", pos, end)
+        pos = end
+
+
+def read_event_file(stream: IO[bytes], filename: str) -> Iterator[tuple[int, Any]]:
+    """(line number, event) from a CSV (header row: FILE_COLUMNS), JSON Lines
+    or JSON array file, as an existing tracking system exports them, read as a
+    stream. A JSON line that does not parse yields None, which the checks
+    reject. Every CSV value stays text."""
+    if _size(stream) > MAX_FILE_BYTES:
+        raise InvalidInput("events.file_too_large", limit_mb=MAX_FILE_BYTES // (1024 * 1024))
+    name = filename.lower()
+    if not name.endswith((".jsonl", ".ndjson", ".json", ".csv")):
+        raise InvalidInput("events.file_type", filename=filename[:100])
+    encoding = _encoding(stream)
+    is_csv = name.endswith(".csv")
+    is_array = not is_csv and _first_byte(stream) == b"["
+    text = io.TextIOWrapper(stream, encoding=encoding, newline="" if is_csv else None)
+    try:
+        if not is_csv:
+            yield from (_json_array if is_array else _json_lines)(text)
+            return
+        reader = csv.DictReader(text)
+        headers = [h.strip() for h in reader.fieldnames or []]
+        missing = [c for c in FILE_COLUMNS if c != "order_id" and c not in headers]
+        if missing:
+            raise InvalidInput("events.file_columns", columns=", ".join(missing))
+        reader.fieldnames = headers
+        for row in reader:
+            yield reader.line_num, {key: (value if value is not None else "") for key, value in row.items()
+                                    if key in FILE_COLUMNS}
+    finally:
+        # The caller owns the stream: do not let the wrapper close it.
+        text.detach()
 
 
 @dataclass
@@ -285,24 +445,36 @@ class FileImportResult:
     problems: list[FileProblem] = field(default_factory=list)
 
 
-def import_event_file(*, session_factory: Callable[[], Any], actor: Actor, data: bytes, filename: str,
-                      progress: Callable[[int, int], None] | None = None) -> FileImportResult:
-    """Import an event file in batches of MAX_BATCH, each its own transaction
-    (intake is idempotent, so an interrupted import is simply run again).
+def import_event_file(*, session_factory: Callable[[], Any], actor: Actor, stream: IO[bytes], filename: str,
+                      progress: Callable[[int, float], None] | None = None,
+                      now: datetime | None = None) -> FileImportResult:
+    """Import an event file as it is read, in batches of MAX_BATCH, each its own
+    transaction (intake is idempotent, so an interrupted import is simply run
+    again). `progress(lines read, share of the file read)` follows each batch.
     `session_factory` returns a context manager that commits on success."""
     require(actor, Capability.import_events)
-    lines = list(read_event_file(data, filename))
-    if not lines:
-        raise InvalidInput("events.file_empty")
-    result = FileImportResult(lines=len(lines))
-    for start in range(0, len(lines), MAX_BATCH):
-        chunk = lines[start:start + MAX_BATCH]
+    size = _size(stream) or 1
+    result = FileImportResult()
+
+    def flush(chunk: list[tuple[int, Any]]) -> None:
         with session_factory() as session:
             batch = ingest_events(session=session, actor=actor, events=[event for _, event in chunk],
-                                  source="import")
+                                  source="import", now=now)
         result.accepted += batch.accepted
         result.duplicates += batch.duplicates
         result.problems.extend(FileProblem(chunk[index][0], key, params) for index, key, params in batch.rejected)
         if progress:
-            progress(min(start + MAX_BATCH, len(lines)), len(lines))
+            progress(result.lines, min(1.0, stream.tell() / size))
+
+    chunk: list[tuple[int, Any]] = []
+    for item in read_event_file(stream, filename):
+        chunk.append(item)
+        result.lines += 1
+        if len(chunk) == MAX_BATCH:
+            flush(chunk)
+            chunk = []
+    if chunk:
+        flush(chunk)
+    if not result.lines:
+        raise InvalidInput("events.file_empty")
     return result

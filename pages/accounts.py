@@ -3,10 +3,11 @@ import streamlit as st
 
 from console.messages import t
 from console.ui.context import db, page_actor, show_error
+from console.ui.ticked_rows import TickedTable
 from console.ui.widgets import download_buttons, page_window, pager
 from core import accounts as account_service
 from core import settings_store
-from core.errors import DomainError
+from core.errors import ConcurrentEdit, DomainError
 from core.permissions import Capability
 from core.timeutil import format_display
 from db.models import AccountStatus
@@ -15,6 +16,9 @@ actor = page_actor(Capability.view_directory)
 can_edit = actor.can(Capability.manage_accounts)
 st.title(t("accounts_page.title"))
 TABLE_KEY = "accounts_table"
+# The account the edit form was opened with (values and version).
+BASIS_KEY = "accounts_edit_basis"
+CONFLICT_KEY = "accounts_conflict"
 
 flash = st.session_state.pop("accounts_flash", None)
 if flash:
@@ -53,40 +57,88 @@ offset, limit = page_window("accounts")
 with db() as session:
     rows, total = account_service.search_accounts(session=session, actor=actor, filters=filters, offset=offset,
                                                   limit=limit)
+# The list is sorted by usage, which a count sync changes: a tick whose account
+# moved is cleared, and the form below keeps the values and version it was opened with.
+table = TickedTable(TABLE_KEY, (filters, offset, limit), lambda seen, fresh: seen.account_id == fresh.account_id)
+picked, moved = table.ticked(rows) if can_edit else ([], [])
+if moved:
+    st.warning(t("accounts_page.selection_changed", account=moved[0].userid))
 if not rows:
     st.caption(t("common.no_rows"))
-event = st.dataframe(account_frame(rows), hide_index=True, width="stretch", key=TABLE_KEY,
-                     on_select="rerun" if can_edit else "ignore", selection_mode="single-row")
+table.render(account_frame(rows), rows, selectable=can_edit, hide_index=True, width="stretch",
+             selection_mode="single-row")
 pager(total, "accounts")
 
-picked = [rows[i] for i in event.selection.rows if i < len(rows)] if can_edit else []
+
+def describe_changes(before: account_service.AccountRow, after: account_service.AccountRow) -> str:
+    changes = []
+    if before.status != after.status:
+        changes.append(t("accounts_page.change", field=t("accounts_page.col.status"),
+                         before=t(f"account_status.{before.status}"), after=t(f"account_status.{after.status}")))
+    if before.capacity_limit != after.capacity_limit:
+        changes.append(t("accounts_page.change", field=t("accounts_page.col.capacity_limit"),
+                         before=before.capacity_limit, after=after.capacity_limit))
+    return "；".join(changes) or t("accounts_page.change_none")
+
+
+def edit_form(basis: account_service.AccountRow) -> None:
+    """The edit form of one account, saved against the version it was opened with."""
+    ref = basis.account_id
+    limit_key, status_key = f"accounts_edit_limit_{ref}", f"accounts_edit_status_{ref}"
+    st.subheader(t("accounts_page.edit_title", userid=basis.userid, name=basis.name))
+    conflict = st.session_state.pop(CONFLICT_KEY, None)
+    if conflict:
+        st.error(conflict)
+    with st.form(f"accounts_edit_{ref}"):
+        new_limit = st.number_input(t("accounts_page.col.capacity_limit"), min_value=1,
+                                    max_value=account_service.MAX_CAPACITY_LIMIT, value=basis.capacity_limit,
+                                    step=100, key=limit_key)
+        statuses = [s.value for s in AccountStatus]
+        new_status = st.selectbox(t("accounts_page.col.status"), statuses, index=statuses.index(basis.status),
+                                  format_func=lambda s: t(f"account_status.{s}"), key=status_key)
+        if new_status == AccountStatus.disabled and basis.crm_store_id:
+            st.caption(t("accounts_page.disable_note", store=basis.crm_store_id))
+        if not st.form_submit_button(t("common.save"), type="primary"):
+            return
+    try:
+        with db() as session:
+            account_service.update_account(session=session, actor=actor, account_id=ref,
+                                           expected_version=basis.version, capacity_limit=int(new_limit),
+                                           status=new_status)
+    except ConcurrentEdit as exc:
+        if exc.key != "accounts.changed_meanwhile":
+            show_error(exc)
+            return
+        try:
+            with db() as session:
+                fresh = account_service.account_row(session=session, actor=actor, account_id=ref)
+        except DomainError as reload_error:
+            show_error(reload_error)
+            return
+        # Show what the other operator changed, and reload the form with it.
+        st.session_state[CONFLICT_KEY] = t("accounts_page.conflict", userid=basis.userid,
+                                           changes=describe_changes(basis, fresh))
+        st.session_state[BASIS_KEY] = fresh
+        del st.session_state[limit_key], st.session_state[status_key]
+        st.rerun()
+    except DomainError as exc:
+        show_error(exc)
+    else:
+        table.clear()
+        st.session_state.pop(BASIS_KEY, None)
+        st.session_state["accounts_flash"] = t("accounts_page.saved", userid=basis.userid)
+        st.rerun()
+
+
 if can_edit:
     if not picked:
+        st.session_state.pop(BASIS_KEY, None)
         st.caption(t("accounts_page.pick_to_edit"))
     else:
-        row = picked[0]
-        st.subheader(t("accounts_page.edit_title", userid=row.userid, name=row.name))
-        with st.form(f"accounts_edit_{row.account_id}_{row.version}"):
-            new_limit = st.number_input(t("accounts_page.col.capacity_limit"), min_value=1,
-                                        max_value=account_service.MAX_CAPACITY_LIMIT, value=row.capacity_limit,
-                                        step=100, key="accounts_edit_limit")
-            statuses = [s.value for s in AccountStatus]
-            new_status = st.selectbox(t("accounts_page.col.status"), statuses, index=statuses.index(row.status),
-                                      format_func=lambda s: t(f"account_status.{s}"), key="accounts_edit_status")
-            if new_status == AccountStatus.disabled and row.crm_store_id:
-                st.caption(t("accounts_page.disable_note", store=row.crm_store_id))
-            if st.form_submit_button(t("common.save"), type="primary"):
-                try:
-                    with db() as session:
-                        account_service.update_account(session=session, actor=actor, account_id=row.account_id,
-                                                       expected_version=row.version, capacity_limit=int(new_limit),
-                                                       status=new_status)
-                except DomainError as exc:
-                    show_error(exc)
-                else:
-                    st.session_state.pop(TABLE_KEY, None)
-                    st.session_state["accounts_flash"] = t("accounts_page.saved", userid=row.userid)
-                    st.rerun()
+        basis = st.session_state.get(BASIS_KEY)
+        if basis is None or basis.account_id != picked[0].account_id:
+            basis = st.session_state[BASIS_KEY] = picked[0]
+        edit_form(basis)
 
 if total and st.toggle(t("accounts_page.export"), key="accounts_export"):
     with db() as session:

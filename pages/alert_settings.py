@@ -20,61 +20,73 @@ with db() as session:
     channel_rows = channel_service.list_channels(session=session, actor=actor)
     branches = visible_branches(session=session, actor=actor)
 
-st.subheader(t("alert_settings.thresholds"))
-with st.form("alert_thresholds"):
-    cols = st.columns(5)
-    warn = cols[0].number_input(t("alert_settings.warn_pct"), 1, 100, int(values["capacity.warn_pct"]), key="th_warn")
-    critical = cols[1].number_input(t("alert_settings.critical_pct"), 1, 100, int(values["capacity.critical_pct"]),
-                                    key="th_critical")
-    full = cols[2].number_input(t("alert_settings.full_pct"), 1, 200, int(values["capacity.full_pct"]), key="th_full")
-    hysteresis = cols[3].number_input(t("alert_settings.hysteresis_pct"), 1, 50,
-                                      int(values["capacity.hysteresis_pct"]), key="th_hysteresis",
-                                      help=t("alert_settings.hysteresis_help"))
-    repeat = cols[4].number_input(t("alert_settings.repeat_hours"), 1, 720, int(values["capacity.repeat_hours"]),
-                                  key="th_repeat")
-    if st.form_submit_button(t("alert_settings.save_thresholds")):
+chain_wide = actor.branch_scope is None
+if not chain_wide:
+    # Thresholds, template and defaults apply to every branch: an HQ role without a branch scope sets them.
+    st.info(t("alert_settings.chain_wide_readonly"))
+    st.caption(t("alert_settings.current_values", warn=values["capacity.warn_pct"],
+                 critical=values["capacity.critical_pct"], full=values["capacity.full_pct"],
+                 hysteresis=values["capacity.hysteresis_pct"], repeat=values["capacity.repeat_hours"]))
+else:
+    st.subheader(t("alert_settings.thresholds"))
+    with st.form("alert_thresholds"):
+        cols = st.columns(5)
+        warn = cols[0].number_input(t("alert_settings.warn_pct"), 1, 100, int(values["capacity.warn_pct"]),
+                                    key="th_warn")
+        critical = cols[1].number_input(t("alert_settings.critical_pct"), 1, 100,
+                                        int(values["capacity.critical_pct"]), key="th_critical")
+        full = cols[2].number_input(t("alert_settings.full_pct"), 1, 200, int(values["capacity.full_pct"]),
+                                    key="th_full")
+        hysteresis = cols[3].number_input(t("alert_settings.hysteresis_pct"), 1, 50,
+                                          int(values["capacity.hysteresis_pct"]), key="th_hysteresis",
+                                          help=t("alert_settings.hysteresis_help"))
+        repeat = cols[4].number_input(t("alert_settings.repeat_hours"), 1, 720, int(values["capacity.repeat_hours"]),
+                                      key="th_repeat")
+        if st.form_submit_button(t("alert_settings.save_thresholds")):
+            try:
+                with db() as session:
+                    alert_settings.save_thresholds(session=session, actor=actor, warn=warn, critical=critical,
+                                                   full=full, hysteresis=hysteresis, repeat_hours=repeat)
+                st.success(t("common.saved"))
+            except DomainError as exc:
+                show_error(exc)
+
+    st.subheader(t("alert_settings.sync"))
+    with st.form("alert_sync"):
+        cols = st.columns(2)
+        calls = cols[0].number_input(t("alert_settings.calls_per_minute"), 1, 10_000,
+                                     int(values["wecom.calls_per_minute"]),
+                                     help=t("alert_settings.calls_per_minute_help"), key="sync_calls")
+        default_limit = cols[1].number_input(t("alert_settings.default_limit"), 1, 1_000_000,
+                                             int(values["capacity.default_limit"]), key="sync_default_limit")
+        if st.form_submit_button(t("alert_settings.save_sync")):
+            try:
+                with db() as session:
+                    settings_store.save(session=session, actor=actor, key="wecom.calls_per_minute", value=calls)
+                    settings_store.save(session=session, actor=actor, key="capacity.default_limit",
+                                        value=default_limit)
+                st.success(t("common.saved"))
+            except DomainError as exc:
+                show_error(exc)
+
+    st.subheader(t("alert_settings.template"))
+    st.caption(t("alert_settings.template_help", placeholders="、".join("{" + p + "}" for p in PLACEHOLDERS)))
+    with st.form("alert_template"):
+        text = st.text_area(t("alert_settings.template"), values["capacity.alert_template"], height=100,
+                            key="template_text", label_visibility="collapsed")
+        left, right = st.columns(2)
+        save = left.form_submit_button(t("alert_settings.save_template"))
+        reset = right.form_submit_button(t("alert_settings.reset_template"))
+    if save or reset:
         try:
             with db() as session:
-                alert_settings.save_thresholds(session=session, actor=actor, warn=warn, critical=critical, full=full,
-                                               hysteresis=hysteresis, repeat_hours=repeat)
+                saved = alert_settings.save_template(session=session, actor=actor,
+                                                     text=default_template() if reset else text)
             st.success(t("common.saved"))
+            st.caption(t("alert_settings.template_preview"))
+            st.code(alert_settings.preview(saved), language=None)
         except DomainError as exc:
             show_error(exc)
-
-st.subheader(t("alert_settings.sync"))
-with st.form("alert_sync"):
-    cols = st.columns(2)
-    calls = cols[0].number_input(t("alert_settings.calls_per_minute"), 1, 10_000,
-                                 int(values["wecom.calls_per_minute"]), help=t("alert_settings.calls_per_minute_help"),
-                                 key="sync_calls")
-    default_limit = cols[1].number_input(t("alert_settings.default_limit"), 1, 1_000_000,
-                                         int(values["capacity.default_limit"]), key="sync_default_limit")
-    if st.form_submit_button(t("alert_settings.save_sync")):
-        try:
-            with db() as session:
-                settings_store.save(session=session, actor=actor, key="wecom.calls_per_minute", value=calls)
-                settings_store.save(session=session, actor=actor, key="capacity.default_limit", value=default_limit)
-            st.success(t("common.saved"))
-        except DomainError as exc:
-            show_error(exc)
-
-st.subheader(t("alert_settings.template"))
-st.caption(t("alert_settings.template_help", placeholders="、".join("{" + p + "}" for p in PLACEHOLDERS)))
-with st.form("alert_template"):
-    text = st.text_area(t("alert_settings.template"), values["capacity.alert_template"], height=100,
-                        key="template_text", label_visibility="collapsed")
-    left, right = st.columns(2)
-    save = left.form_submit_button(t("alert_settings.save_template"))
-    reset = right.form_submit_button(t("alert_settings.reset_template"))
-if save or reset:
-    try:
-        with db() as session:
-            saved = alert_settings.save_template(session=session, actor=actor, text=default_template() if reset else text)
-        st.success(t("common.saved"))
-        st.caption(t("alert_settings.template_preview"))
-        st.code(alert_settings.preview(saved), language=None)
-    except DomainError as exc:
-        show_error(exc)
 
 st.subheader(t("alert_settings.channels"))
 if channel_rows:
@@ -120,7 +132,9 @@ with st.form("channel_add", clear_on_submit=False):
     name = st.text_input(t("alert_settings.name"), key="channel_name")
     url = st.text_input(t("alert_settings.url"), key="channel_url")
     secret = st.text_input(t("alert_settings.secret"), type="password", key="channel_secret")
-    branch_code = st.selectbox(t("alert_settings.branch"), [""] + list(branch_codes), key="channel_branch",
+    # A scoped operator adds channels for the own branch only; HQ may also add chain-wide ones.
+    branch_choices = ([""] if chain_wide else []) + list(branch_codes)
+    branch_code = st.selectbox(t("alert_settings.branch"), branch_choices, key="channel_branch",
                                format_func=lambda c: branch_codes.get(c, t("alert_settings.ch.all_branches")))
     if st.form_submit_button(t("alert_settings.add")):
         try:

@@ -7,6 +7,7 @@ import streamlit as st
 from console.messages import t
 from console.ui.context import db, page_actor, show_error
 from console.ui.widgets import page_window, pager
+from core.alerts import channels as channel_service
 from core.alerts import log as alert_log
 from core.config import get_settings
 from core.errors import DomainError
@@ -23,15 +24,28 @@ status = st.segmented_control(t("alerts.status_filter"), ["open", "unacknowledge
 offset, limit = page_window("alerts_list")
 with db() as session:
     rows, total = alert_log.list_alerts(session=session, actor=actor, status=status, offset=offset, limit=limit)
+    without_channel = alert_log.open_without_channel(session=session, actor=actor)
+if without_channel:
+    st.warning(t("alerts.no_channel_warning", count=without_channel))
 
 
 def notified_text(row) -> str:
+    """What the groups were actually told, from the outbox."""
     alert = row.alert
     if not alert.notified:
         return t("alerts.notified.superseded")
-    if alert.last_notified_at is None:
-        return t("alerts.notified.never")
-    return t("alerts.notified.yes", count=alert.notify_count, at=format_display(alert.last_notified_at))
+    if row.without_channel:
+        return t("alerts.notified.no_channel")
+    parts = []
+    if row.sent:
+        parts.append(t("alerts.notified.sent", count=row.sent))
+    if row.pending:
+        parts.append(t("alerts.notified.pending", count=row.pending))
+    if row.failed:
+        parts.append(t("alerts.notified.failed", count=row.failed))
+    if alert.last_notified_at is not None:
+        parts.append(t("alerts.notified.last", at=format_display(alert.last_notified_at)))
+    return "，".join(parts)
 
 
 if rows:
@@ -70,6 +84,7 @@ with st.form("alerts_ack"):
 st.subheader(t("alerts.deliveries"))
 delivery_status = st.segmented_control(
     t("alerts.delivery_filter"), ["pending", "sent", "failed"], key="alerts_delivery_status",
+    help=t("alerts.delivery_help"),
     format_func=lambda s: t(f"alerts.delivery.{s}"))
 d_offset, d_limit = page_window("alerts_deliveries")
 with db() as session:
@@ -81,6 +96,7 @@ if deliveries:
         t("alerts.dcol.created"): format_display(d.delivery.created_at),
         t("alerts.dcol.status"): t(f"alerts.delivery.{d.delivery.status}"),
         t("alerts.dcol.attempts"): d.delivery.attempts,
+        t("alerts.dcol.uncertain"): d.delivery.uncertain_sends or "",
         t("alerts.dcol.next"): format_display(d.delivery.next_attempt_at) if d.delivery.status == "pending" else "",
         t("alerts.dcol.sent"): format_display(d.delivery.sent_at),
         t("alerts.dcol.digest"): t("alerts.dcol.digest_of", count=d.delivery.digest_size - 1)
@@ -113,12 +129,19 @@ if settings.uses_wecom_simulator:
     except (httpx.HTTPError, ValueError) as exc:
         st.warning(t("alerts.inbox_unreachable", reason=type(exc).__name__))
     else:
-        if inbox:
+        if not inbox:
+            st.caption(t("alerts.inbox_empty"))
+        with db() as session:
+            names = channel_service.channel_names_by_robot(session=session, actor=actor)
+        by_robot: dict[tuple[str, str], list[dict]] = {}
+        for message in inbox:
+            by_robot.setdefault((message["kind"], message["robot"]), []).append(message)
+        # One section per robot group: a branch's alert reaches its branch group and the HQ group.
+        for (kind, robot), messages in sorted(by_robot.items(), key=lambda item: names.get(item[0], item[0][1])):
+            st.markdown(t("alerts.inbox.robot", name=names.get((kind, robot), robot),
+                          kind=t("channel_kind." + kind), count=len(messages)))
             st.dataframe(pd.DataFrame([{
                 t("alerts.inbox.col.time"): datetime.fromtimestamp(m["received_at"], UTC).astimezone(
                     display_zone()).strftime("%Y-%m-%d %H:%M:%S"),
-                t("alerts.inbox.col.robot"): t("channel_kind." + m["kind"]) + " · " + m["robot"],
                 t("alerts.inbox.col.text"): m["text"],
-            } for m in inbox]), hide_index=True, width="stretch")
-        else:
-            st.caption(t("alerts.inbox_empty"))
+            } for m in messages]), hide_index=True, width="stretch")

@@ -9,7 +9,6 @@ from console.ui.widgets import page_window, pager
 from core import binding_import as service
 from core import stores as store_service
 from core.errors import ConcurrentEdit, DomainError
-from core.exports import to_xlsx_bytes
 from core.permissions import Capability
 from core.timeutil import format_display
 
@@ -41,7 +40,7 @@ else:
 def template_xlsx() -> bytes:
     return service.template_xlsx(
         branch_codes=template_codes, sheet_title=t("binding_import.template.sheet"),
-        help_title=t("binding_import.template.help_sheet"),
+        help_title=t("binding_import.template.help_sheet"), codes_title=t("binding_import.template.codes_sheet"),
         instructions=t("binding_import.template.help").split("\n"),
         example_caption=t("binding_import.template.example"),
         example=[[template_codes[0] if template_codes else "BJ01", "000123", "北京朝阳大悦城店", "zhangsan01",
@@ -64,7 +63,8 @@ if branch_id is None:
     st.stop()
 
 nonce = st.session_state.setdefault("bi_nonce", 0)
-upload = st.file_uploader(t("binding_import.file"), type=["xlsx", "csv"], key=f"bi_file_{nonce}")
+# Any file is accepted here: core tells an .xls, an image or a renamed file apart, in words.
+upload = st.file_uploader(t("binding_import.file"), key=f"bi_file_{nonce}")
 if upload is None:
     st.stop()
 
@@ -86,13 +86,17 @@ if cached is None or cached[0] != cache_key:
 _, preview = cached
 parsed = preview.parsed
 
-encoding = f"，{parsed.encoding}" if parsed.encoding else ""
+detail = "".join([
+    t("binding_import.file_sheet", sheet=parsed.sheet_name) if parsed.sheet_name else "",
+    t("binding_import.file_encoding", encoding=parsed.encoding) if parsed.encoding else "",
+    t("binding_import.file_header_row", row=parsed.header_row) if parsed.header_row != 1 else ""])
 st.caption(t("binding_import.file_kind", filename=parsed.filename, rows=len(parsed.rows), kind=parsed.file_kind,
-             encoding=encoding))
+             detail=detail))
 if preview.already_imported is not None:
     earlier = preview.already_imported
-    st.info(t("binding_import.already_imported", at=format_display(earlier.committed_at), user=earlier.uploaded_by,
-              id=earlier.import_id))
+    st.info(t("binding_import.already_imported" if preview.repeats_earlier_import
+              else "binding_import.already_imported_again",
+              at=format_display(earlier.committed_at), user=earlier.uploaded_by, id=earlier.import_id))
 
 counts = st.columns(5)
 counts[0].metric(t("binding_import.count.new"), preview.new_count)
@@ -102,10 +106,6 @@ counts[3].metric(t("binding_import.count.warning"), preview.warning_count)
 counts[4].metric(t("binding_import.count.error"), preview.error_count)
 if preview.accounts_to_create:
     st.caption(t("binding_import.accounts_to_create", count=preview.accounts_to_create))
-
-
-def reasons(row: service.PreviewRow) -> str:
-    return "；".join([error_text(DomainError(i.key, **i.params)) for i in row.errors + row.warnings])
 
 
 filters = {"all": t("binding_import.filter.all"), **{s: t(f"binding_import.status.{s}") for s in STATUSES},
@@ -120,17 +120,14 @@ labels = {c.key: c.label for c in service.BINDING_COLUMNS}
 st.dataframe(pd.DataFrame([{
     t("binding_import.col.row"): r.row_number, t("binding_import.col.status"): t(f"binding_import.status.{r.status}"),
     **{labels[k]: r.values.get(k, "") for k in labels},
-    t("binding_import.col.previous"): r.previous_userid or "", t("binding_import.col.reason"): reasons(r),
+    t("binding_import.col.previous"): r.previous_userid or "", t("binding_import.col.reason"): service.row_reasons(r),
 } for r in shown[offset:offset + limit]]), hide_index=True, width="stretch")
 pager(len(shown), "bi_rows")
 
 if preview.error_count or preview.warning_count:
     report_key = ("bi_report", cache_key)
     if st.session_state.get("bi_report_key") != report_key:
-        report = pd.DataFrame([{t("binding_import.col.row"): r.row_number, **r.raw,
-                                t("binding_import.col.status"): t(f"binding_import.status.{r.status}"),
-                                t("binding_import.col.reason"): reasons(r)} for r in preview.rows])
-        st.session_state["bi_report"] = to_xlsx_bytes(report, t("binding_import.template.sheet"))
+        st.session_state["bi_report"] = service.error_report_xlsx(preview)
         st.session_state["bi_report_key"] = report_key
     st.download_button(t("binding_import.error_report"), st.session_state["bi_report"],
                        file_name=f"{parsed.filename.rsplit('.', 1)[0]}_report.xlsx", mime=XLSX_MIME,
@@ -139,9 +136,9 @@ if preview.error_count or preview.warning_count:
 if preview.error_count:
     st.error(t("binding_import.errors_block", count=preview.error_count))
     st.stop()
-if preview.already_imported is not None:
+if preview.repeats_earlier_import:
     st.stop()
-if not preview.new_count and not preview.changed_count:
+if not preview.changes_something:
     st.info(t("binding_import.nothing_to_commit"))
     st.stop()
 
@@ -157,7 +154,9 @@ if stale:
 
 confirmed = True
 if preview.warning_count:
-    confirmed = st.checkbox(t("binding_import.confirm_warning_box", count=preview.warning_count), key="bi_confirm")
+    # Keyed by the file: a tick given for one file never carries over to the next.
+    confirmed = st.checkbox(t("binding_import.confirm_warning_box", count=preview.warning_count),
+                            key=f"bi_confirm_{nonce}_{cache_key[0][:16]}_{branch_id}")
 if st.button(t("binding_import.commit"), type="primary", disabled=not confirmed, key="bi_commit"):
     try:
         with db() as session:

@@ -3,10 +3,11 @@ import streamlit as st
 
 from console.messages import error_text, t
 from console.ui.context import db, page_actor, show_error
+from console.ui.ticked_rows import TickedTable
 from console.ui.widgets import download_buttons, page_window, pager
 from core import review
 from core import stores as store_service
-from core.entries import EntryReason
+from core.entries import ACCOUNT_STANDBY, EntryReason
 from core.errors import DomainError
 from core.permissions import Capability
 from core.timeutil import format_display
@@ -15,8 +16,9 @@ from db.models import AccountStatus
 actor = page_actor(Capability.view_directory)
 can_act = actor.can(Capability.review_entries)
 st.title(t("review.title"))
-TABLE_KEY = "review_table"
 PENDING_KEY = "review_pending"
+# The confirmation names this many of the stores that change.
+STORES_LISTED = 20
 
 flash = st.session_state.pop("review_flash", None)
 if flash:
@@ -27,6 +29,12 @@ if not can_act:
 
 def entry_text(reason: str | None) -> str:
     return t("review.entry.visible") if reason is None else t(f"entry_reason.{reason}")
+
+
+def store_names(items: list) -> str:
+    """CRM store IDs with names, the first STORES_LISTED of them."""
+    listed = "、".join(f"{s.crm_store_id} {s.store_name}" for s in items[:STORES_LISTED])
+    return listed + ("…" if len(items) > STORES_LISTED else "")
 
 
 def binding_frame(rows: list[review.BindingRow]) -> pd.DataFrame:
@@ -54,10 +62,13 @@ def close_pending() -> None:
 
 @st.dialog(t("review.confirm_title"), on_dismiss=close_pending)
 def confirm_bulk(pending: dict) -> None:
-    """The bulk confirmation: how many stores change, then all or nothing."""
+    """The bulk confirmation: how many stores change and which, then all or nothing
+    against the versions the operator saw."""
     shown = pending["shown"]
     st.write(t("review.confirm_show" if shown else "review.confirm_hide",
                selected=len(pending["versions"]), changing=pending["changing"]))
+    if pending["stores"]:
+        st.write(t("review.confirm_stores", stores=pending["stores"]))
     left, right = st.columns(2)
     if right.button(t("common.cancel"), key="review_cancel"):
         close_pending()
@@ -76,7 +87,7 @@ def confirm_bulk(pending: dict) -> None:
             show_error(exc)
         else:
             close_pending()
-            st.session_state.pop(TABLE_KEY, None)
+            table.clear()
             st.session_state["review_flash"] = t("review.done_show" if shown else "review.done_hide",
                                                  changed=result.changed, unchanged=result.unchanged)
             st.rerun()
@@ -95,9 +106,9 @@ account_status = choose(t("review.filter.account_status"), {None: t("common.all"
     s.value: t(f"account_status.{s.value}") for s in AccountStatus}}, "review_account_status", row1[3])
 usage_band = choose(t("review.filter.usage"), {None: t("common.all"), **{
     b.value: t(f"review.usage.{b.value}") for b in review.UsageBand}}, "review_usage", row1[4])
+entry_reasons = [r.value for r in EntryReason if r != EntryReason.no_binding] + [ACCOUNT_STANDBY]
 entry_state = choose(t("review.filter.entry"), {None: t("common.all"), "visible": t("review.entry.visible"), **{
-    r.value: t(f"entry_reason.{r.value}") for r in EntryReason if r != EntryReason.no_binding}},
-    "review_entry", row1[5])
+    r: t(f"entry_reason.{r}") for r in entry_reasons}}, "review_entry", row1[5])
 search = st.text_input(t("review.search"), key="review_search")
 filters = review.BindingFilter(branch_id=branch_id, review=review_state, shown=shown_flag,
                                account_status=account_status, usage_band=usage_band, entry=entry_state,
@@ -112,11 +123,16 @@ except DomainError as exc:
     show_error(exc)
     st.stop()
 
+# A ticked row is still itself only with the same binding at the same version.
+table = TickedTable("review_table", (filters, offset, limit),
+                    lambda seen, fresh: (seen.binding_id, seen.version) == (fresh.binding_id, fresh.version))
+selected, changed = table.ticked(rows)
+if changed:
+    st.warning(t("review.selection_changed", count=len(changed), stores=store_names(changed)))
 if not rows:
     st.caption(t("common.no_rows"))
-event = st.dataframe(binding_frame(rows), hide_index=True, width="stretch", key=TABLE_KEY, on_select="rerun",
-                     selection_mode="multi-row" if can_act else "single-row")
-selected = [rows[i] for i in event.selection.rows if i < len(rows)]
+table.render(binding_frame(rows), rows, hide_index=True, width="stretch",
+             selection_mode="multi-row" if can_act else "single-row")
 pager(total, "review")
 
 if can_act:
@@ -129,20 +145,25 @@ if can_act:
         wanted = True
     if hide_col.button(t("review.hide_selected"), key="review_bulk_hide", disabled=not selected and not all_matching):
         wanted = False
-    if wanted is not None:
+    if wanted is not None and (selected or all_matching):
         if all_matching:
             with db() as session:
                 targets = review.matching_rows(session=session, actor=actor, filters=filters)
         else:
-            targets = [review.Selected(r.binding_id, r.version, r.shown, r.reviewed_at is not None) for r in selected]
+            targets = [review.Selected(r.binding_id, r.version, r.shown, r.reviewed_at is not None, r.crm_store_id,
+                                       r.store_name) for r in selected]
+        changing = [s for s in targets if s.would_change(wanted)]
         st.session_state[PENDING_KEY] = {
             "shown": wanted, "versions": {s.binding_id: s.version for s in targets},
-            "changing": sum(1 for s in targets if s.would_change(wanted))}
+            "changing": len(changing), "stores": store_names(changing)}
     if st.session_state.get(PENDING_KEY):
         confirm_bulk(st.session_state[PENDING_KEY])
 
 if len(selected) == 1:
+    # Every widget below is keyed by the binding, so a click always acts on the
+    # binding named in the heading, at the version shown in the table.
     row = selected[0]
+    ref = row.binding_id
     st.subheader(t("review.row_title", store=row.crm_store_id, name=row.store_name))
     tabs = st.tabs([t("review.tab.history"), *([t("review.tab.replace"), t("review.tab.unbind")] if can_act else [])])
     with tabs[0]:
@@ -160,18 +181,22 @@ if len(selected) == 1:
         st.dataframe(history_frame, hide_index=True, width="stretch")
     if can_act:
         with tabs[1]:
+            wanted_account = st.text_input(t("review.replace.search"), key=f"review_replace_search_{ref}")
             with db() as session:
-                candidates = review.replacement_candidates(session=session, actor=actor)
+                candidates, candidate_total = review.replacement_candidates(session=session, actor=actor,
+                                                                            search=wanted_account)
+            if candidate_total > len(candidates):
+                st.caption(t("review.replace.candidates_cut", total=candidate_total, listed=len(candidates)))
             options = {"": t("review.replace.new_userid"), **{
                 a.userid: t("review.replace.candidate", userid=a.userid, name=a.name,
                             status=t(f"account_status.{a.status}"), count=a.customer_count, limit=a.capacity_limit)
                 for a in candidates}}
-            with st.form("review_replace", clear_on_submit=True):
+            with st.form(f"review_replace_{ref}", clear_on_submit=True):
                 picked = st.selectbox(t("review.replace.pick"), list(options), format_func=options.get,
-                                      key="review_replace_pick")
-                typed = st.text_input(t("review.replace.userid"), key="review_replace_userid")
-                name = st.text_input(t("review.replace.name"), key="review_replace_name")
-                show_now = st.checkbox(t("review.replace.show_now"), key="review_replace_show_now")
+                                      key=f"review_replace_pick_{ref}")
+                typed = st.text_input(t("review.replace.userid"), key=f"review_replace_userid_{ref}")
+                name = st.text_input(t("review.replace.name"), key=f"review_replace_name_{ref}")
+                show_now = st.checkbox(t("review.replace.show_now"), key=f"review_replace_show_now_{ref}")
                 if st.form_submit_button(t("review.replace.submit"), type="primary"):
                     userid = picked or typed
                     if not userid.strip():
@@ -185,14 +210,14 @@ if len(selected) == 1:
                         except DomainError as exc:
                             show_error(exc)
                         else:
-                            st.session_state.pop(TABLE_KEY, None)
+                            table.clear()
                             st.session_state["review_flash"] = t("review.replace.done", store=row.crm_store_id,
                                                                  userid=userid.strip())
                             st.rerun()
         with tabs[2]:
             st.warning(t("review.unbind.warning", store=row.crm_store_id, userid=row.wecom_userid))
-            sure = st.checkbox(t("review.unbind.confirm"), key="review_unbind_sure")
-            if st.button(t("review.unbind.submit"), disabled=not sure, key="review_unbind"):
+            sure = st.checkbox(t("review.unbind.confirm"), key=f"review_unbind_sure_{ref}")
+            if st.button(t("review.unbind.submit"), disabled=not sure, key=f"review_unbind_{ref}"):
                 try:
                     with db() as session:
                         review.unbind(session=session, actor=actor, binding_id=row.binding_id,
@@ -200,7 +225,7 @@ if len(selected) == 1:
                 except DomainError as exc:
                     show_error(exc)
                 else:
-                    st.session_state.pop(TABLE_KEY, None)
+                    table.clear()
                     st.session_state["review_flash"] = t("review.unbind.done", store=row.crm_store_id)
                     st.rerun()
 

@@ -68,7 +68,7 @@ else:
                 branch=row.branch_name or t("common.none"), count=f"{row.customer_count:,}",
                 limit=f"{row.capacity_limit:,}") + f" · {row.pct:.1f}%")
             if row.customer_count >= row.capacity_limit:
-                st.caption(t("capacity.gauge_full"))
+                st.caption(t("capacity.gauge_full" if row.serving else "capacity.gauge_full_replaced"))
             elif row.days_to_full is None:
                 st.caption(t("capacity.gauge_no_forecast"))
             else:
@@ -79,6 +79,7 @@ else:
     frame = pd.DataFrame([{
         t("capacity.col.userid"): r.userid, t("capacity.col.name"): r.name,
         t("capacity.col.branch"): r.branch_name or "", t("capacity.col.store"): r.store_name or "",
+        t("capacity.col.serving"): t("common.yes") if r.serving else t("common.no"),
         t("capacity.col.count"): r.customer_count, t("capacity.col.limit"): r.capacity_limit,
         t("capacity.col.usage"): round(r.pct, 1),
         t("capacity.col.growth"): None if r.growth_per_day is None else round(r.growth_per_day, 1),
@@ -135,7 +136,7 @@ else:
 st.subheader(t("capacity.jobs"))
 with db() as session:
     age = lease.heartbeat_age_seconds(session=session)
-    runs = jobs.latest_runs(session=session)
+    history = jobs.runs_by_job(session=session, per_job=10)
     pending = jobs.pending_request_ids(session=session)
 st.caption(t("capacity.jobs.heartbeat_missing") if age is None else
            t("capacity.jobs.heartbeat", age=t("capacity.jobs.heartbeat_age", seconds=int(age))))
@@ -149,12 +150,29 @@ if actor.can(Capability.manage_alerts):
             st.success(t("capacity.sync_queued"))
         except DomainError as exc:
             show_error(exc)
-if runs:
-    st.dataframe(pd.DataFrame([{
-        t("capacity.jobs.col.job"): t(f"job.{run.job_id}") if f"job.{run.job_id}" in CATALOG[LANGUAGE] else run.job_id,
+
+
+def job_name(job_id: str) -> str:
+    return t(f"job.{job_id}") if f"job.{job_id}" in CATALOG[LANGUAGE] else job_id
+
+
+def runs_frame(runs) -> pd.DataFrame:
+    return pd.DataFrame([{
+        t("capacity.jobs.col.job"): job_name(run.job_id),
         t("capacity.jobs.col.started"): format_display(run.started_at, "%Y-%m-%d %H:%M:%S"),
         t("capacity.jobs.col.finished"): format_display(run.finished_at, "%Y-%m-%d %H:%M:%S"),
         t("capacity.jobs.col.outcome"): t(f"job_outcome.{run.outcome}"),
+        t("capacity.jobs.col.holder"): run.holder,
         t("capacity.jobs.col.figures"): run.figures_json or "",
         t("capacity.jobs.col.error"): run.error or "",
-    } for run in runs]), hide_index=True, width="stretch")
+    } for run in runs])
+
+
+if history:
+    st.caption(t("capacity.jobs.latest"))
+    st.dataframe(runs_frame([runs[0] for runs in history.values()]), hide_index=True, width="stretch")
+    chosen_job = st.selectbox(t("capacity.jobs.history_of"), list(history), key="capacity_jobs_history",
+                              format_func=job_name)
+    st.dataframe(runs_frame(history[chosen_job]), hide_index=True, width="stretch")
+else:
+    st.caption(t("capacity.jobs.none"))

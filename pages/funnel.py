@@ -6,9 +6,9 @@ import streamlit as st
 
 from console.messages import t
 from console.ui.context import db, page_actor, show_error
-from console.ui.widgets import download_buttons
 from core import metrics, stores as store_service, tracking
 from core.errors import DomainError
+from core.exports import to_csv_bytes, to_xlsx_bytes
 from core.permissions import Capability
 from core.timeutil import display_zone
 
@@ -64,19 +64,24 @@ branch_id = cols[2].selectbox(t("funnel.filter.branch"), list(branch_options), f
 store_options: dict[int | None, str] = {None: t("funnel.filter.all_stores")}
 if branch_id is not None:
     with db() as session:
-        rows, _ = store_service.search_stores(session=session, actor=actor,
-                                              filters=store_service.StoreFilter(branch_id=branch_id), limit=100_000)
-    store_options.update({r.store_id: f"{r.crm_store_id} {r.name}" for r in rows})
+        branch_stores, _ = store_service.search_stores(session=session, actor=actor,
+                                                       filters=store_service.StoreFilter(branch_id=branch_id),
+                                                       limit=100_000)
+    store_options.update({r.store_id: f"{r.crm_store_id} {r.name}" for r in branch_stores})
 store_id = cols[3].selectbox(t("funnel.filter.store"), list(store_options), format_func=store_options.get,
                              key="funnel_store")
 platform_options = {None: t("common.all"), **{p: t(f"platform.{p}") for p in tracking.PLATFORMS}}
 platform = cols[4].selectbox(t("funnel.filter.platform"), list(platform_options), format_func=platform_options.get,
                              key="funnel_platform")
 filters = metrics.MetricsFilter(start, end, branch_id, store_id, platform)
+branch_codes = {b.id: b.code for b in branches}
+store_codes = {r.store_id: r.crm_store_id for r in branch_stores} if branch_id is not None else {}
 
 try:
     with db() as session:
-        pending = metrics.pending_days(session=session)
+        pending = metrics.pending(session=session)
+        zone_change = metrics.zone_change(session=session)
+        zone = metrics.recorded_zone(session=session)
         current = metrics.overall(session=session, actor=actor, filters=filters)
         before = metrics.previous_period(session=session, actor=actor, filters=filters)
         trend = metrics.daily(session=session, actor=actor, filters=filters)
@@ -87,8 +92,14 @@ except DomainError as exc:
     show_error(exc)
     st.stop()
 
-if pending:
-    st.info(t("funnel.pending", days=pending))
+if pending.facts >= metrics.PENDING_COUNT_CAP:
+    st.info(t("funnel.pending_many", facts=metrics.PENDING_COUNT_CAP))
+elif pending.facts:
+    st.info(t("funnel.pending", facts=pending.facts))
+if pending.moved_stores:
+    st.info(t("funnel.pending_moves", stores=pending.moved_stores))
+if zone_change:
+    st.warning(t("funnel.zone_changed", recorded=zone_change.recorded, configured=zone_change.configured))
 
 tiles = st.columns(5)
 users_now = current.funnel.count("order_result_view")
@@ -102,7 +113,10 @@ for tile, (name, label) in zip(tiles[1:], RATES):
         t("funnel.delta_points", value=(now_value - before_value) * 100)
     tile.metric(t(label), shown_pct(now_value), delta=delta, help=t(f"{label}_help"))
 
-st.caption(t("funnel.caveat", zone=str(display_zone())))
+st.caption(t("funnel.caveat", zone=zone))
+st.caption(t("funnel.add_rate_caveat"))
+if current.funnel.count("added"):
+    st.caption(t("funnel.attribution", added=current.funnel.count("added"), by_state=current.funnel.added_by_state))
 if unattributed:
     st.caption(t("funnel.unattributed", count=unattributed))
 
@@ -132,46 +146,66 @@ with right:
         color=alt.Color(f"{step_title}:N", sort=[t(f"funnel.step.{s}") for s in STEPS], title=None),
         tooltip=[day_title, step_title, users_title]), key="trend_chart")
 
-suffix = f"{start.isoformat()}_{end.isoformat()}"
+
+def downloads(frame: pd.DataFrame, table: str, title_key: str, shown: metrics.MetricsFilter, key: str) -> None:
+    """xlsx and CSV (utf-8-sig) of a table, named after and headed by the filters applied."""
+    branch_label = branch_options.get(shown.branch_id) if shown.branch_id is not None else t("common.all")
+    store_label = store_options.get(shown.store_id) if shown.store_id is not None else t("funnel.filter.all_stores")
+    title = t(title_key)
+    header = [(t("funnel.export.table"), title),
+              (t("funnel.export.range"), t("funnel.export.range_value", start=shown.start.isoformat(),
+                                           end=shown.end.isoformat(), zone=zone)),
+              (t("funnel.export.branch"), branch_label), (t("funnel.export.store"), store_label),
+              (t("funnel.export.platform"), platform_options[shown.platform])]
+    name = metrics.export_name(table, shown, branch_code=branch_codes.get(shown.branch_id),
+                               crm_store_id=store_codes.get(shown.store_id))
+    xlsx_column, csv_column = st.columns(2)
+    xlsx_column.download_button(t("common.download_xlsx"),
+                                to_xlsx_bytes(frame, title, header=header, header_sheet=t("funnel.export.filters")),
+                                file_name=f"{name}.xlsx", key=f"{key}_xlsx", on_click="ignore",
+                                mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
+    csv_column.download_button(t("common.download_csv"), to_csv_bytes(frame, header=header),
+                               file_name=f"{name}.csv", mime="text/csv", key=f"{key}_csv", on_click="ignore")
+
+
 if branch_rows:
     st.subheader(t("funnel.branches"))
     branch_frame = figures_frame(branch_rows, stores=False)
     st.dataframe(branch_frame, hide_index=True, width="stretch")
-    download_buttons(branch_frame, f"funnel_branches_{suffix}", "funnel_branches_dl")
+    downloads(branch_frame, "branches", "funnel.branches", filters, "funnel_branches_dl")
 
     drill_options = {None: t("funnel.drill_none"), **{r.branch_id: f"{r.key} {r.name}" for r in branch_rows}}
     default = 1 if len(branch_rows) == 1 else 0
     drill = st.selectbox(t("funnel.drill"), list(drill_options), format_func=drill_options.get, index=default,
                          key="funnel_drill")
     if drill is not None:
+        drilled = metrics.MetricsFilter(start, end, drill, None, platform)
         try:
             with db() as session:
-                store_rows = metrics.by_store(session=session, actor=actor, filters=metrics.MetricsFilter(
-                    start, end, drill, None, platform))
+                store_rows = metrics.by_store(session=session, actor=actor, filters=drilled)
         except DomainError as exc:
             show_error(exc)
         else:
             st.subheader(t("funnel.stores"))
             store_frame = figures_frame(store_rows, stores=True)
             st.dataframe(store_frame, hide_index=True, width="stretch")
-            download_buttons(store_frame, f"funnel_stores_{suffix}", "funnel_stores_dl")
+            downloads(store_frame, "stores", "funnel.stores", drilled, "funnel_stores_dl")
 
 with st.expander(t("funnel.daily_table")):
     st.dataframe(trend_frame, hide_index=True, width="stretch")
-    download_buttons(trend_frame, f"funnel_daily_{suffix}", "funnel_daily_dl")
+    downloads(trend_frame, "daily", "funnel.daily_table", filters, "funnel_daily_dl")
 
 if actor.can(Capability.import_events):
     with st.expander(t("funnel.import")):
         st.caption(t("funnel.import_help"))
-        upload = st.file_uploader(t("funnel.import"), type=["csv", "jsonl", "ndjson"], key="funnel_upload")
+        upload = st.file_uploader(t("funnel.import"), type=["csv", "jsonl", "ndjson", "json"], key="funnel_upload")
         if upload is not None and st.button(t("funnel.import_button"), type="primary", key="funnel_import"):
             bar = st.progress(0.0)
             try:
                 result = tracking.import_event_file(
-                    session_factory=db, actor=actor, data=upload.getvalue(), filename=upload.name,
-                    progress=lambda done, total: bar.progress(done / total,
-                                                              text=t("funnel.import_progress", done=done,
-                                                                     total=total)))
+                    session_factory=db, actor=actor, stream=upload, filename=upload.name,
+                    progress=lambda lines, share: bar.progress(share, text=t("funnel.import_progress", lines=lines,
+                                                                              percent=share)))
             except DomainError as exc:
                 show_error(exc)
             else:

@@ -28,7 +28,7 @@ row1[2].metric(t("overview.current_bindings"), f"{figures.current_bindings:,}")
 row1[3].metric(t("overview.binding_rate"), percent(figures.binding_rate), help=t("overview.binding_rate_help"))
 row2 = st.columns(4)
 row2[0].metric(t("overview.pending_review"), f"{figures.pending_review:,}")
-row2[1].metric(t("overview.shown_entries"), f"{figures.shown_entries:,}")
+row2[1].metric(t("overview.visible_entries"), f"{figures.visible_entries:,}", help=t("overview.visible_entries_help"))
 row2[2].metric(t("overview.near_capacity"), f"{figures.accounts_near_capacity:,}",
                help=t("overview.near_capacity_help", pct=figures.warn_pct))
 age = figures.heartbeat_age_seconds
@@ -38,11 +38,16 @@ if age is not None and age > STALE_AFTER_SECONDS:
     st.warning(t("overview.heartbeat_stale", seconds=int(age)))
 
 st.subheader(t("overview.needs_action"))
-if needs_action:
+if needs_action.items:
     st.dataframe(pd.DataFrame([{
         t("stores.col.crm_store_id"): item.crm_store_id, t("stores.col.name"): item.store_name,
-        t("stores.col.wecom_userid"): item.wecom_userid, t("overview.needs_action_reason"): t(f"needs_action.{item.reason}"),
-    } for item in needs_action]), hide_index=True, width="stretch")
+        t("stores.col.wecom_userid"): item.wecom_userid,
+        t("overview.needs_action_reason"): t(f"entry_reason.{item.reason}"),
+    } for item in needs_action.items]), hide_index=True, width="stretch")
+    if needs_action.cut:
+        st.caption(t("overview.needs_action_cut", total=needs_action.total, listed=len(needs_action.items)))
+    else:
+        st.caption(t("overview.needs_action_total", total=needs_action.total))
 else:
     st.caption(t("overview.needs_action_none"))
 

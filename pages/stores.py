@@ -17,10 +17,10 @@ def store_frame(rows: list[store_service.StoreListRow]) -> pd.DataFrame:
         t("stores.col.crm_store_id"): r.crm_store_id, t("stores.col.name"): r.name,
         t("stores.col.branch"): r.branch_name, t("stores.col.status"): t(f"store_status.{r.status}"),
         t("stores.col.wecom_userid"): r.wecom_userid or "", t("stores.col.wecom_name"): r.wecom_name or "",
-        t("stores.col.shown"): "" if r.shown is None else t("stores.entry.shown" if r.shown else "stores.entry.hidden"),
+        t("stores.col.entry"): t("review.entry.visible") if r.entry_reason is None else t(f"entry_reason.{r.entry_reason}"),
     } for r in rows], columns=[t(k) for k in ("stores.col.crm_store_id", "stores.col.name", "stores.col.branch",
                                               "stores.col.status", "stores.col.wecom_userid",
-                                              "stores.col.wecom_name", "stores.col.shown")])
+                                              "stores.col.wecom_name", "stores.col.entry")])
 
 
 stores_tab, branches_tab = st.tabs([t("stores.tab.stores"), t("stores.tab.branches")])

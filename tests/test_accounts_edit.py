@@ -66,8 +66,8 @@ def test_disabling_stops_the_store_being_served_and_lists_it(session, org, make_
     session.commit()
     assert entries.entry_for_store(session=session, actor=operator.actor, crm_store_id="000101").reason == \
         "account_disabled"
-    assert [(n.crm_store_id, n.reason) for n in overview.needs_action(session=session, actor=operator.actor)] == [
-        ("000101", "account_disabled")]
+    assert [(n.crm_store_id, n.reason) for n in overview.needs_action(session=session, actor=operator.actor).items] \
+        == [("000101", "account_disabled")]
 
 
 def test_concurrent_edits_do_not_overwrite(engine, org, make_user):
@@ -103,3 +103,21 @@ def test_bad_input_and_permissions(session, org, make_user):
                                     capacity_limit=100, status="active")
     session.refresh(target)
     assert (target.capacity_limit, target.version) == (5000, 1)
+
+
+def test_agency_operator_edits_only_accounts_serving_its_branch(session, org, make_user):
+    agency = make_user(Role.hq_operator, org["north"])
+    own = bind(session, "000101", "north1")
+    other = bind(session, "000201", "south1")
+    spare = account(session, "spare1", status="standby")
+    for account_id in (other.account_id, spare.id):
+        with pytest.raises(PermissionDenied):
+            accounts.update_account(session=session, actor=agency.actor, account_id=account_id, expected_version=1,
+                                    capacity_limit=100, status="disabled")
+        session.rollback()
+    accounts.update_account(session=session, actor=agency.actor, account_id=own.account_id, expected_version=1,
+                            capacity_limit=6000, status="active")
+    session.commit()
+    assert accounts.account_row(session=session, actor=agency.actor, account_id=own.account_id).capacity_limit == 6000
+    for account_id in (other.account_id, spare.id):
+        assert session.get(Account, account_id).version == 1

@@ -3,6 +3,10 @@ WeCom, DingTalk, Feishu and webhook inboxes): retries until delivered exactly
 once, signatures checked by the receiving side, per-robot rate limits with
 digests, giving up after 24 hours, and add-channel."""
 
+import base64
+import hashlib
+import hmac
+import json
 from datetime import timedelta
 
 import httpx
@@ -17,6 +21,7 @@ from core.errors import InvalidInput
 from core.timeutil import utcnow
 from core.wecom.simulator import Fault
 from db.models import AlertChannel, AlertDelivery, Role
+from db.models.capacity import RobotSend
 from tests.support.capacity import start_simulator
 
 
@@ -96,26 +101,80 @@ def test_wrong_signing_secret_is_refused_and_kept_for_retry(engine, session, rob
     assert statuses(session) == [("pending", 1), ("pending", 1)]
 
 
-def test_more_alerts_than_the_robot_may_take_become_one_digest(engine, session, robots):
+def sends_per_sliding_minute(session, channel_id):
+    """The most messages handed to the robot within any 60 seconds."""
+    times = sorted(r.sent_at for r in session.exec(select(RobotSend).where(RobotSend.channel_id == channel_id)))
+    return max((sum(1 for other in times if at - timedelta(seconds=60) < other <= at) for at in times), default=0)
+
+
+def test_more_alerts_than_the_robot_may_take_become_one_digest_with_every_alert_in_full(engine, session, robots):
     add(session, robots, "wecom", "hq")
-    for number in range(25):
-        enqueue(session=session, alert_id=None, branch_id=None, text=f"账号{number:02d} 客户容量已达到70%\n第二行")
+    texts = [f"账号{number:02d} 客户容量已达到70%\n分公司:北京分公司 门店:店{number:02d}" for number in range(25)]
+    for text in texts:
+        enqueue(session=session, alert_id=None, branch_id=None, text=text)
     session.commit()
     figures = deliver_due(engine=engine)
-    assert (figures.sent, figures.messages, figures.digests) == (25, 20, 1)
-    inbox = robots.messages()
-    assert len(inbox) == 20  # WeCom's 20 per minute: no 45009, nothing dropped
-    digest = inbox[-1].text.splitlines()
-    assert "共 6 条" in digest[0] and digest[1:] == [f"账号{n:02d} 客户容量已达到70%" for n in range(19, 25)]
+    assert (figures.sent, figures.messages, figures.digests) == (25, 1, 1)
+    [digest] = robots.messages()
+    assert "本条合并 25 条告警" in digest.text
+    assert all(f"{number + 1}. {text}" in digest.text for number, text in enumerate(texts))
     assert all(status == "sent" for status, _ in statuses(session))
-    # The robot's minute is used up: new alerts wait for the next window rather than hit 45009.
-    enqueue(session=session, alert_id=None, branch_id=None, text="later")
-    session.commit()
-    assert deliver_due(engine=engine).waiting_for_rate == 1
-    # A minute later (by our clock) it is tried; the robot's own clock still says
-    # throttled (45009), so it stays in the outbox for the next run.
-    assert deliver_due(engine=engine, now=utcnow() + timedelta(seconds=61)).failed_attempts == 1
-    assert statuses(session)[-1] == ("pending", 1)
+    assert {d.digest_size for d in session.exec(select(AlertDelivery))} == {25}
+
+
+def test_two_hundred_alerts_reach_one_robot_in_full_digests_spread_over_the_following_minutes(engine, session):
+    # The robot itself never throttles here: the test counts what we send in any 60 s of our clock.
+    sim = start_simulator(robot_per_minute={"wecom": 10_000})
+    try:
+        channel = add(session, sim, "wecom", "hq")
+        texts = [f"北京朝阳区门店{number:03d}客服(账号:store{number:06d})客户容量已达到70%,请及时处理。\n"
+                 f"分公司:北京分公司 门店:北京朝阳区门店{number:03d} 客户数:3500/5000" for number in range(200)]
+        start = utcnow()
+        for text in texts:
+            enqueue(session=session, alert_id=None, branch_id=None, text=text, now=start)
+        # The robot already took 15 messages in the last half minute.
+        session.add_all([RobotSend(channel_id=channel.id, sent_at=start - timedelta(seconds=30)) for _ in range(15)])
+        session.commit()
+        passes = 0
+        while any(status != "sent" for status, _ in statuses(session)):
+            assert passes < 20, statuses(session)
+            deliver_due(engine=engine, now=start + timedelta(seconds=30 * passes))
+            passes += 1
+        inbox = [m.text for m in sim.messages()]
+        assert all(len(text.encode()) <= 2048 for text in inbox)
+        received = "\n".join(inbox)
+        assert all(text in received for text in texts)  # every alert's lines, none cut or dropped
+        assert sends_per_sliding_minute(session, channel.id) <= 20
+        # Five digests fitted the first minute; the rest followed in the next passes.
+        assert passes >= 2 and len(inbox) > 5
+    finally:
+        sim.stop()
+
+
+def test_the_rate_window_slides_and_holds_across_runs_and_restarts(engine, session):
+    sim = start_simulator(robot_per_minute={"wecom": 10_000})
+    try:
+        channel = add(session, sim, "wecom", "hq")
+        start = utcnow()
+
+        def burst(count, at):
+            for number in range(count):
+                enqueue(session=session, alert_id=None, branch_id=None, text=f"{at:%H%M%S}-{number}", now=at)
+            session.commit()
+            # A fresh call each time: nothing carried in memory, as after a restart.
+            return deliver_due(engine=engine, now=at)
+
+        assert burst(1, start).messages == 1
+        assert burst(19, start + timedelta(seconds=30)).messages == 19
+        # A fixed window restarting at T+60 would allow 20 more here (39 within 30 s);
+        # the sliding one still counts the 19 sent 30 s ago: one message, a digest of all 20.
+        at_60 = burst(20, start + timedelta(seconds=63))
+        assert (at_60.messages, at_60.sent, at_60.digests) == (1, 20, 1)
+        assert burst(25, start + timedelta(seconds=95)).messages == 1   # the 19 have left the window
+        assert sends_per_sliding_minute(session, channel.id) <= 20
+        assert len(sim.messages()) == 22
+    finally:
+        sim.stop()
 
 
 def test_after_24_hours_of_failures_the_delivery_stays_failed_and_can_be_retried(engine, session, robots,
@@ -191,3 +250,122 @@ def test_nothing_is_sent_in_the_first_seconds_of_the_hour_or_half_hour():
     assert quiet_wait(datetime(2026, 11, 23, 10, 30, 0, 500_000)) == pytest.approx(14.5)
     assert quiet_wait(datetime(2026, 11, 23, 10, 30, 15)) == 0
     assert quiet_wait(datetime(2026, 11, 23, 10, 17, 2)) == 0
+
+
+def test_a_malformed_channel_address_does_not_stop_the_other_channels(engine, session, robots):
+    # Saved before addresses were checked (or edited in the database): httpx raises
+    # InvalidURL, which is not an HTTPError.
+    broken = AlertChannel(name="坏地址", kind="webhook", url="http://127.0.0.1:abc/hook")
+    session.add(broken)
+    session.commit()
+    good = add(session, robots, "wecom", "hq")
+    enqueue(session=session, alert_id=None, branch_id=None, text="账号 客户容量已达到70%")
+    session.commit()
+    figures = deliver_due(engine=engine)
+    assert figures.sent == 1 and [m.text for m in robots.messages()] == ["账号 客户容量已达到70%"]
+    session.expire_all()
+    broken = session.get(AlertChannel, broken.id)
+    assert broken.last_error.startswith("机器人地址无效") and "Invalid port" in broken.last_error
+    assert session.get(AlertChannel, good.id).last_success_at is not None
+    by_channel = {d.channel_id: d for d in session.exec(select(AlertDelivery))}
+    assert by_channel[broken.id].status == "pending" and by_channel[broken.id].last_error == broken.last_error
+    assert by_channel[good.id].status == "sent"
+
+
+def test_a_malformed_address_is_refused_when_saved_with_a_chinese_reason(session, org, make_user, capsys):
+    operator = make_user(Role.hq_operator)
+    for url in ("http://host:abc/hook", "http://exa mple.com/hook", "https:///hook"):
+        with pytest.raises(InvalidInput) as error:
+            channel_service.add_channel(session=session, actor=operator.actor, kind="webhook", url=url)
+        assert error.value.key in ("alerts.channel.bad_url_reason", "alerts.channel.bad_url"), url
+    assert cli(["add-channel", "--kind", "webhook", "--url", "http://host:abc/hook"]) == 1
+    assert "Webhook 地址无效" in capsys.readouterr().err
+    assert session.exec(select(AlertChannel)).all() == []
+
+
+def test_send_test_message_to_a_malformed_address_reports_a_reason_not_a_traceback(session, make_user):
+    operator = make_user(Role.hq_operator)
+    channel = AlertChannel(name="坏地址", kind="webhook", url="http://127.0.0.1:abc/hook")
+    session.add(channel)
+    session.commit()
+    with pytest.raises(InvalidInput) as error:
+        channel_service.send_test(session=session, actor=operator.actor, channel_id=channel.id)
+    assert error.value.key == "alerts.channel.test_failed"
+    assert error.value.params["reason"].startswith("机器人地址无效")
+
+
+def test_a_robot_that_takes_the_message_but_whose_reply_is_lost_still_gets_it_and_the_duplicate_is_counted(
+        engine, session, robots):
+    add(session, robots, "wecom", "hq")
+    enqueue(session=session, alert_id=None, branch_id=None, text="store1 客户容量已达到70%")
+    session.commit()
+    robots.inject("webhook/send", Fault(delay_seconds=1.0, accept=True))
+    now = utcnow()
+    with httpx.Client(timeout=0.3) as http:
+        first = deliver_due(engine=engine, now=now, http=http)
+        assert (first.sent, first.uncertain) == (0, 1)
+        assert statuses(session) == [("pending", 1)]
+        second = deliver_due(engine=engine, now=now + timedelta(minutes=5), http=http)
+    assert second.sent == 1
+    delivery = session.exec(select(AlertDelivery)).one()
+    # Delivered (twice, in fact): at least once, never lost, and the possible duplicate is on record.
+    assert (delivery.status, delivery.attempts, delivery.uncertain_sends) == ("sent", 2, 1)
+    assert [m.text for m in robots.messages()] == ["store1 客户容量已达到70%"] * 2
+
+
+def test_a_claim_left_by_a_sidecar_that_died_mid_send_is_sent_again(engine, session, robots):
+    channel = add(session, robots, "wecom", "hq")
+    now = utcnow()
+    session.add(AlertDelivery(channel_id=channel.id, text="store1 客户容量已达到70%", status="sending", attempts=1,
+                              claimed_at=now - timedelta(seconds=40), claim_token="old-host:1:dead#3",
+                              created_at=now, next_attempt_at=now, retry_until=now + timedelta(hours=24)))
+    session.commit()
+    figures = deliver_due(engine=engine, now=now)
+    assert (figures.recovered, figures.sent) == (1, 1)
+    delivery = session.exec(select(AlertDelivery)).one()
+    assert (delivery.status, delivery.attempts, delivery.uncertain_sends) == ("sent", 2, 1)
+    assert len(robots.messages()) == 1
+
+
+def test_messages_for_a_disabled_channel_wait_with_a_reason_then_fail_with_it(engine, session, robots):
+    channel = add(session, robots, "wecom", "hq")
+    enqueue(session=session, alert_id=None, branch_id=None, text="x")
+    channel.enabled = False
+    session.add(channel)
+    session.commit()
+    now = utcnow()
+    assert deliver_due(engine=engine, now=now).held_by_disabled_channel == 1
+    delivery = session.exec(select(AlertDelivery)).one()
+    assert delivery.status == "pending" and delivery.last_error.startswith("渠道已停用")
+    deliver_due(engine=engine, now=now + timedelta(hours=25))
+    session.expire_all()
+    delivery = session.exec(select(AlertDelivery)).one()
+    assert delivery.status == "failed" and delivery.last_error.startswith("渠道已停用")
+    assert robots.messages() == []
+
+
+def test_dingtalk_and_feishu_signatures_match_the_documented_algorithm():
+    """Known answers, computed by hand from WECOM.md: DingTalk signs timestamp(ms)
+    + "\\n" + secret with the secret as key; Feishu uses timestamp(s) + "\\n" +
+    secret as the key of an empty message. Both base64; DingTalk's is URL-encoded."""
+    from core.alerts.robots import Target, build_request, dingtalk_sign, feishu_sign
+
+    ding_secret, stamp_ms = "SEC1f2d3c4b5a69788796a5b4c3d2e1f0", 1732345678901
+    expected = base64.b64encode(hmac.new(ding_secret.encode(), f"{stamp_ms}\n{ding_secret}".encode(),
+                                         hashlib.sha256).digest()).decode()
+    assert expected == "UrQNP5NYDPJH504OVJs9SUW0X9JQr/iM86QZQrvq2uQ="
+    assert dingtalk_sign(ding_secret, stamp_ms) == expected
+    url, _headers, _body = build_request(Target("dingtalk", "https://oapi.dingtalk.com/robot/send?access_token=T",
+                                                ding_secret), "x", now=stamp_ms / 1000)
+    assert url == ("https://oapi.dingtalk.com/robot/send?access_token=T&timestamp=1732345678901"
+                   "&sign=UrQNP5NYDPJH504OVJs9SUW0X9JQr%2FiM86QZQrvq2uQ%3D")
+
+    feishu_secret, stamp_s = "fs-demo-secret", 1732345678
+    expected = base64.b64encode(hmac.new(f"{stamp_s}\n{feishu_secret}".encode(), b"",
+                                         hashlib.sha256).digest()).decode()
+    assert expected == "oMUUPUFviwFu07H1smAnTwf0J7KlCrWm0YqRpQ0KkpY="
+    assert feishu_sign(feishu_secret, stamp_s) == expected
+    _url, _headers, body = build_request(Target("feishu", "https://open.feishu.cn/open-apis/bot/v2/hook/t",
+                                                feishu_secret), "x", now=stamp_s + 0.75)
+    assert json.loads(body) == {"msg_type": "text", "content": {"text": "x"}, "timestamp": "1732345678",
+                                "sign": "oMUUPUFviwFu07H1smAnTwf0J7KlCrWm0YqRpQ0KkpY="}

@@ -70,6 +70,7 @@ def pg_org(pg_url):
         return engine, actor_for(manager), actor_for(operator), north
 
 
+@pytest.mark.postgres
 def test_postgres_concurrent_commits_of_one_store_leave_exactly_one(pg_org):
     engine, manager, operator, north = pg_org
     previews = []
@@ -108,6 +109,7 @@ def test_postgres_concurrent_commits_of_one_store_leave_exactly_one(pg_org):
                          else {"from.operator", "from.operator2"})
 
 
+@pytest.mark.postgres
 def test_postgres_replacement_ends_the_old_binding(pg_org):
     engine, manager, operator, north = pg_org
     with Session(engine) as session:

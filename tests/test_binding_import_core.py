@@ -10,7 +10,8 @@ from core import binding_import as bi
 from core import bindings
 from core.errors import ConcurrentEdit, DomainError, InvalidInput, PermissionDenied
 from core.sheets import SheetError
-from db.models import (Account, AccountStatus, AuditEntry, Binding, BindingImport, BindingImportRow, Role, Store)
+from db.models import (Account, AccountStatus, AuditEntry, Binding, BindingImport, BindingImportRow, Branch, Role,
+                       Store)
 from tests.support.binding_sheets import OLE_ENCRYPTED, PNG, csv_bytes, xlsx_bytes, zip_bomb
 
 
@@ -73,14 +74,12 @@ def test_english_aliases_any_order_and_extra_columns(session, manager):
 
 
 def test_xlsx_numeric_id_cells_are_flagged_with_lost_zeros(session, manager):
-    data = xlsx_bytes([["BJ01", 101, "", "a1", "甲"], ["BJ01", "1.01E+02", "", "a2", "乙"],
-                       ["BJ01", "000102", "", "a3", "丙"]], )
+    data = xlsx_bytes([["BJ01", 101, "", "a1", "甲"], ["BJ01", "000102", "", "a3", "丙"]])
     _, preview = run_preview(session, manager.actor, data, "b.xlsx")
-    numeric, exponent, fine = preview.rows
-    assert "sheet.row.numeric_id" in issues(numeric)
-    assert "sheet.row.numeric_id" in issues(exponent)
-    assert "0" in error_text(DomainError(numeric.errors[0].key, **numeric.errors[0].params))
-    assert fine.status == "new" and preview.error_count == 2
+    numeric, fine = preview.rows
+    assert issues(numeric) == ["sheet.row.numeric_id"]
+    assert "开头的 0" in error_text(DomainError(numeric.errors[0].key, **numeric.errors[0].params))
+    assert fine.status == "new" and preview.error_count == 1
 
 
 def test_formula_cells_are_rejected(session, manager):
@@ -209,7 +208,7 @@ def test_template_keeps_leading_zeros_and_round_trips(session, manager):
     import openpyxl
 
     data = bi.template_xlsx(branch_codes=["BJ01"], sheet_title="绑定表", help_title="填写说明",
-                            instructions=["说明"], example_caption="示例",
+                            codes_title="分公司编码列表", instructions=["说明"], example_caption="示例",
                             example=[["BJ01", "000123", "店", "u1", "客服"]],
                             validation_messages={k: "x" for k in ("title", "branch_code", "crm_store_id",
                                                                   "wecom_userid", "wecom_name")})
@@ -221,7 +220,7 @@ def test_template_keeps_leading_zeros_and_round_trips(session, manager):
 
     assert column_format(2) == "@" and column_format(4) == "@"  # CRM门店ID and 企微账号 are text
     assert len(sheet.data_validations.dataValidation) >= 3
-    assert book.sheetnames == ["绑定表", "填写说明"]
+    assert book.sheetnames == ["绑定表", "填写说明", "分公司编码列表"]
     # Fill it as a user would (text cells) and upload it.
     sheet.append(["BJ01", "000101", "北京朝阳大悦城店", "zhang.san", "张三"])
     buffer = io.BytesIO()
@@ -266,18 +265,51 @@ def test_commit_creates_hidden_pending_bindings_and_replaces(session, org, manag
     actions = [a.action for a in session.exec(select(AuditEntry)).all()]
     assert actions.count("binding.start") == 3 and actions.count("binding.end") == 1
     assert "bindings.import" in actions and actions.count("account.create") == 2
+    logged = {(e.action, e.entity_id): e for e in session.exec(select(AuditEntry).where(
+        col(AuditEntry.actor_user_id) == manager.user.id))}
+    started = logged[("binding.start", str(fresh.id))]
+    assert json.loads(started.after_json) == {"store": "000101", "account": "zhang.san", "shown": False,
+                                              "current": True, "reviewed": False, "import": result.import_id}
+    assert started.branch_id == org["north"].id and started.actor_name == manager.user.username
+    ended = logged[("binding.end", str(old.id))]
+    assert json.loads(ended.before_json) == {"store": "000102", "account": "old.account", "shown": False,
+                                             "current": True}
+    assert json.loads(ended.after_json)["end_reason"] == "replaced"
+    assert json.loads(logged[("account.create", "zhang.san")].after_json) == {
+        "userid": "zhang.san", "name": "张三", "capacity_limit": 5000, "status": "active",
+        "import": result.import_id}
 
 
 def test_same_file_twice_is_a_noop_with_notice(session, manager):
     data = csv_bytes(GOOD_ROWS)
     parsed, preview = run_preview(session, manager.actor, data)
-    commit(session, manager.actor, parsed, preview)
+    first = commit(session, manager.actor, parsed, preview)
     parsed, again = run_preview(session, manager.actor, data)
-    assert again.already_imported is not None and again.unchanged_count == 2
-    with pytest.raises(bi.AlreadyImported):
+    assert again.already_imported.import_id == first.import_id and again.unchanged_count == 2
+    assert again.repeats_earlier_import
+    with pytest.raises(bi.AlreadyImported) as caught:
         bi.commit(session=session, actor=manager.actor, preview=again)
+    assert f"#{first.import_id}" in error_text(caught.value)
     session.rollback()
     assert len(session.exec(select(BindingImport)).all()) == 1
+
+
+def test_same_file_again_after_the_bindings_moved_is_committed(session, manager, operator):
+    data = csv_bytes(GOOD_ROWS)
+    parsed, preview = run_preview(session, manager.actor, data)
+    first = commit(session, manager.actor, parsed, preview)
+    # HQ unbinds one of the stores; uploading the same file again is how the branch restores it.
+    bindings.end_binding(session=session, actor=operator.actor, binding=current(session, "000101"),
+                         reason=bindings.BindingEndReason.unbound)
+    session.commit()
+    parsed, again = run_preview(session, manager.actor, data)
+    assert again.already_imported.import_id == first.import_id and not again.repeats_earlier_import
+    assert (again.new_count, again.unchanged_count) == (1, 1)
+    second = commit(session, manager.actor, parsed, again)
+    assert current(session, "000101") is not None
+    batches = session.exec(select(BindingImport).order_by(BindingImport.id)).all()
+    assert [b.id for b in batches] == [first.import_id, second.import_id]
+    assert batches[0].sha256 == batches[1].sha256
 
 
 def test_commit_refuses_errors_and_unconfirmed_warnings(session, manager):
@@ -322,6 +354,80 @@ def test_change_between_preview_and_commit_writes_nothing(engine, session, manag
     assert session.exec(select(BindingImport)).all() == []
     assert session.exec(select(Account).where(col(Account.userid).in_(["x1", "x2"]))).all() == []
     assert current(session, "000101") is None
+
+
+def hq_closes_or_moves_store(session, admin, crm_id: str, branch: str, status: str) -> None:
+    """What HQ does through the store list import (the CRM export)."""
+    from core import stores
+
+    names = {"BJ01": "北京分公司", "SH01": "上海分公司"}
+    data = csv_bytes([[branch, names[branch], crm_id, store(session, crm_id).name, status]],
+                     headers=["分公司编码", "分公司名称", "CRM门店ID", "门店名称", "状态"])
+    result = stores.import_stores(session=session, actor=admin.actor, data=data, filename="crm.csv")
+    assert result.ok, result.errors
+    session.commit()
+
+
+@pytest.mark.parametrize("change", ["store_closed", "store_moved", "account_disabled"])
+def test_hq_change_between_preview_and_commit_asks_to_preview_again(engine, session, org, manager, make_user,
+                                                                    change):
+    """None of these touches a binding: only the comparison with what the preview saw can catch them."""
+    admin = make_user(Role.hq_admin)
+    existing = Account(userid="kept.account", name="留用")
+    session.add(existing)
+    session.commit()
+    parsed, preview = run_preview(session, manager.actor, csv_bytes([["BJ01", "000101", "", "kept.account", "甲"],
+                                                                    ["BJ01", "000102", "", "x2", "乙"]]))
+    assert preview.ok and preview.warning_count == 0
+    session.commit()
+    with Session(engine, expire_on_commit=False) as hq:
+        if change == "store_closed":
+            hq_closes_or_moves_store(hq, admin, "000101", "BJ01", "closed")
+        elif change == "store_moved":
+            hq_closes_or_moves_store(hq, admin, "000101", "SH01", "open")
+        else:
+            from core import accounts
+
+            account = hq.exec(select(Account).where(Account.userid == "kept.account")).one()
+            accounts.set_status(session=hq, actor=admin.actor, account=account, status=AccountStatus.disabled)
+            hq.commit()
+    with pytest.raises(ConcurrentEdit) as caught:
+        bi.commit(session=session, actor=manager.actor, preview=preview)
+    assert caught.value.key == "binding_import.changed_since_preview"
+    session.rollback()
+    assert session.exec(select(BindingImport)).all() == []
+    assert session.exec(select(Binding)).all() == []
+    assert session.exec(select(Account).where(Account.userid == "x2")).all() == []
+    # Previewing again shows why.
+    fresh = bi.preview(session=session, actor=manager.actor, parsed=parsed)
+    expected = {"store_closed": ("errors", "binding_import.row.store_closed"),
+                "store_moved": ("errors", "binding_import.row.store_in_other_branch"),
+                "account_disabled": ("warnings", "binding_import.row.account_disabled")}[change]
+    assert issues(fresh.rows[0], expected[0]) == [expected[1]]
+
+
+def test_hq_import_from_the_command_line_shows_in_each_branchs_history(session, org, make_user, manager):
+    """An HQ file without a chosen branch: each branch's managers see the batch, with their own rows and figures."""
+    operator = make_user(Role.hq_operator)
+    south_manager = make_user(Role.branch_manager, org["south"])
+    parsed, preview = run_preview(session, operator.actor, csv_bytes([
+        ["BJ01", "000101", "", "n1", "北一"], ["BJ01", "000102", "", "n2", "北二"], ["SH01", "000201", "", "s1", "南一"]]))
+    assert preview.branch_id is None and preview.ok
+    result = commit(session, operator.actor, parsed, preview)
+    assert session.get(BindingImport, result.import_id).branch_id is None  # several branches
+    for user, crm_ids in ((manager, ["000101", "000102"]), (south_manager, ["000201"])):
+        mine, total = bi.list_imports(session=session, actor=user.actor)
+        assert total == 1 and mine[0].import_id == result.import_id
+        assert (mine[0].total_rows, mine[0].new_count, mine[0].accounts_created) == (len(crm_ids),) * 3
+        assert mine[0].branch_code == session.get(Branch, user.user.branch_id).code
+        rows, total = bi.import_rows(session=session, actor=user.actor, import_id=result.import_id)
+        assert [r.crm_store_id for r in rows] == crm_ids and total == len(crm_ids)
+    everything, _ = bi.list_imports(session=session, actor=operator.actor)
+    assert everything[0].total_rows == 3 and everything[0].branch_code is None
+    # A file with one branch's rows is recorded as that branch's.
+    parsed, preview = run_preview(session, operator.actor, csv_bytes([["SH01", "000202", "", "s2", "南二"]]))
+    single = commit(session, operator.actor, parsed, preview)
+    assert session.get(BindingImport, single.import_id).branch_id == org["south"].id
 
 
 def test_history_is_branch_scoped(session, org, make_user, manager, operator):

@@ -4,9 +4,10 @@ from sqlmodel import select
 
 from console.messages import t
 from core import bindings
+from core.timeutil import format_display
 from db.models import Binding, BindingImport, Role, Store
 from tests.support.apptest import run_app
-from tests.support.binding_sheets import csv_bytes
+from tests.support.binding_sheets import OLE_ENCRYPTED, PNG, csv_bytes
 
 
 def metric(at, key: str) -> str:
@@ -70,7 +71,7 @@ def test_warnings_need_the_confirm_tick(org, make_user, as_user, session):
     upload(at, csv_bytes([["BJ01", "000101", "另一个名字", "ok.user", "甲"]]))
     assert metric(at, "binding_import.count.warning") == "1"
     assert at.button(key="bi_commit").disabled
-    at.checkbox(key="bi_confirm").check()
+    at.checkbox[0].check()
     at.run()
     at.button(key="bi_commit").click()
     at.run()
@@ -78,11 +79,49 @@ def test_warnings_need_the_confirm_tick(org, make_user, as_user, session):
     assert len(session.exec(select(BindingImport)).all()) == 1
 
 
+def test_a_tick_never_carries_over_to_another_file(org, make_user, as_user, session):
+    as_user(make_user(Role.branch_manager, org["north"]))
+    at = run_app("binding_upload.py")
+    upload(at, csv_bytes([["BJ01", "000101", "另一个名字", "ok.user", "甲"]]), "first.csv")
+    at.checkbox[0].check()
+    at.run()
+    assert not at.button(key="bi_commit").disabled
+    upload(at, csv_bytes([["BJ01", "000102", "又一个名字", "other.user", "乙"]]), "second.csv")
+    assert at.checkbox[0].value is False
+    assert at.button(key="bi_commit").disabled
+    assert session.exec(select(BindingImport)).all() == []
+
+
 def test_a_file_that_is_not_a_sheet_gets_words(org, make_user, as_user):
     as_user(make_user(Role.branch_manager, org["north"]))
     at = run_app("binding_upload.py")
     upload(at, b"", "empty.csv")
     assert at.error[0].value == t("sheet.empty_file")
+
+
+def test_other_file_types_get_chinese_words_not_the_uploaders(org, make_user, as_user):
+    as_user(make_user(Role.branch_manager, org["north"]))
+    at = run_app("binding_upload.py")
+    upload(at, PNG, "photo.png")
+    assert at.error[0].value == t("sheet.unsupported_type", filename="photo.png")
+    upload(at, OLE_ENCRYPTED, "old.xls")
+    assert at.error[0].value == t("sheet.encrypted_or_xls")
+
+
+def test_error_report_is_offered_and_same_file_twice_is_a_notice(org, make_user, as_user, session):
+    as_user(make_user(Role.branch_manager, org["north"]))
+    at = run_app("binding_upload.py")
+    upload(at, csv_bytes([["BJ01", "000101", "", "ok.user", "甲"], ["BJ01", "000103", "", "y", "丙"]]), "bad.csv")
+    assert [b.label for b in at.get("download_button")][-1] == t("binding_import.error_report")
+    good = csv_bytes([["BJ01", "000101", "", "ok.user", "甲"]])
+    upload(at, good, "good.csv")
+    at.button(key="bi_commit").click()
+    at.run()
+    batch = session.exec(select(BindingImport)).one()
+    upload(at, good, "good.csv")
+    assert at.info[-1].value == t("binding_import.already_imported", at=format_display(batch.committed_at),
+                                  user=batch.uploaded_by_name, id=batch.id)
+    assert not [b for b in at.button if b.key == "bi_commit"]
 
 
 def test_hq_operator_chooses_the_branch(org, make_user, as_user, session):

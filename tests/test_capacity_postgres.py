@@ -2,13 +2,14 @@
 evaluation → outbox, as in a multi-instance deployment."""
 
 import pytest
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core.capacity.evaluate import evaluate
 from core.capacity.sync import sync_counts
 from db.engine import get_engine
-from db.models import AlertChannel, AlertDelivery, Branch, CapacityAlert, CountSnapshot, Store
+from db.models import AlertChannel, AlertDelivery, Branch, CapacityAlert, CountSnapshot, SchedulerLease, Store
 from tests.support.capacity import bind_accounts, client_for, start_simulator
 
 
@@ -58,3 +59,37 @@ def test_capacity_migration_downgrades_and_upgrades_again(backend, tmp_path, req
     assert not tables & set(inspect(get_engine(url)).get_table_names())
     upgrade_to_head(url)
     assert tables <= set(inspect(get_engine(url)).get_table_names())
+
+
+def test_lease_fencing_and_outbox_claims_on_postgres(pg_url):
+    from datetime import timedelta
+
+    from core.alerts.outbox import deliver_due, enqueue
+    from core.scheduling import lease
+    from core.timeutil import utcnow
+
+    engine = get_engine(pg_url)
+    sim = start_simulator()
+    try:
+        with Session(engine, expire_on_commit=False) as session:
+            session.add(AlertChannel(name="总部群", kind="wecom", url=f"{sim.base_url}/cgi-bin/webhook/send?key=hq"))
+            session.commit()
+            enqueue(session=session, alert_id=None, branch_id=None, text="store1 客户容量已达到70%")
+            session.commit()
+            now = utcnow()
+            old = lease.try_acquire(session=session, holder="a", now=now)
+            new = lease.try_acquire(session=session, holder="b", now=now + lease.LEASE_TTL + timedelta(seconds=1))
+            assert (old.generation, new.generation) == (1, 2)
+            # The old holder is fenced off: nothing claimed, nothing sent.
+            with pytest.raises(lease.LeaseLost):
+                deliver_due(engine=engine, fence=old)
+            assert sim.messages() == []
+            session.exec(update(SchedulerLease).values(expires_at=utcnow() + timedelta(seconds=30)))
+            session.commit()
+            assert deliver_due(engine=engine, fence=new).sent == 1
+            delivery = session.exec(select(AlertDelivery)).one()
+            session.refresh(delivery)
+            assert (delivery.status, delivery.claim_token) == ("sent", "b#2")
+        assert len(sim.messages()) == 1
+    finally:
+        sim.stop()

@@ -9,8 +9,10 @@ from tests.support.review_data import bind
 TABLE = "review_table"
 
 
-def select_rows(at, key, rows):
-    at.session_state[key] = {"selection": {"rows": rows, "columns": [], "cells": []}}
+def select_rows(at, table, rows):
+    """Tick rows (positions in the table as shown), as a browser click does."""
+    at.session_state[f"{table}_{at.session_state[table + '_generation']}"] = {
+        "selection": {"rows": rows, "columns": [], "cells": []}}
     at.run()
 
 
@@ -80,7 +82,7 @@ def test_operator_replaces_account_from_the_row_panel(session, org, make_user, a
     old = bind(session, "000101", "old1", shown=True, count=5000)
     at = run_app("bindings.py")
     select_rows(at, TABLE, [0])
-    at.text_input(key="review_replace_userid").input("new1")
+    at.text_input(key=f"review_replace_userid_{old.id}").input("new1")
     at.button[[b.label for b in at.button].index(t("review.replace.submit"))].click().run()
     assert not at.exception, at.exception
     assert at.success[0].value == t("review.replace.done", store="000101", userid="new1")
@@ -97,7 +99,7 @@ def test_operator_edits_capacity_limit_on_accounts_page(session, org, make_user,
     assert not at.exception
     assert list(at.dataframe[0].value[t("accounts_page.col.usage")]) == [100.0]
     select_rows(at, "accounts_table", [0])
-    at.number_input(key="accounts_edit_limit").set_value(8000)
+    at.number_input(key=f"accounts_edit_limit_{binding.account_id}").set_value(8000)
     at.button[[b.label for b in at.button].index(t("common.save"))].click().run()
     assert not at.exception
     assert at.success[0].value == t("accounts_page.saved", userid="acc1")
@@ -111,5 +113,42 @@ def test_viewer_cannot_edit_accounts(session, org, make_user, as_user):
     at = run_app("accounts.py")
     assert not at.exception
     assert len(at.dataframe) == 1
-    assert not [n for n in at.number_input if n.key == "accounts_edit_limit"]
+    assert not [n for n in at.number_input if n.key.startswith("accounts_edit_limit")]
     assert t("accounts_page.pick_to_edit") not in [c.value for c in at.caption]
+
+
+def test_overview_and_stores_page_say_what_the_api_says(session, org, make_user, as_user, api_key):
+    """A full account behind a shown flag: the API answers visible: false, so the
+    overview does not count it as shown and the stores page does not say so."""
+    from starlette.applications import Starlette
+    from starlette.testclient import TestClient
+
+    from console.web.entry_api import ROUTES
+
+    as_user(make_user(Role.hq_operator))
+    bind(session, "000101", "full1", shown=True, count=5000, limit=5000)
+    bind(session, "000102", "fine1", shown=True, reviewed=True)
+    bind(session, "000201", "spare1", shown=True, status="standby")
+    with TestClient(Starlette(routes=ROUTES)) as client:
+        api = {crm: client.get(f"/api/v1/stores/{crm}/entry", headers={"X-API-Key": api_key}).json()
+               for crm in ("000101", "000102", "000201", "101")}
+    assert [crm for crm, body in api.items() if body["visible"]] == ["000102"]
+    assert api["000101"]["reason"] == "account_full" and api["000201"]["reason"] == "account_disabled"
+
+    overview = run_app()
+    assert not overview.exception
+    tiles = {m.label: m.value for m in overview.metric}
+    assert tiles[t("overview.visible_entries")] == "1"
+    needs = overview.dataframe[0].value
+    assert list(needs[t("stores.col.crm_store_id")]) == ["000101", "000201"]
+    assert list(needs[t("overview.needs_action_reason")]) == [t("entry_reason.account_full"),
+                                                             t("entry_reason.account_standby")]
+
+    stores = run_app("stores.py")
+    assert not stores.exception
+    frame = stores.dataframe[0].value
+    column = dict(zip(frame[t("stores.col.crm_store_id")], frame[t("stores.col.entry")]))
+    # The API's answers in the console's words (a bound standby account named as such).
+    assert {crm: column[crm] for crm in api} == {
+        "000101": t("entry_reason.account_full"), "000102": t("review.entry.visible"),
+        "000201": t("entry_reason.account_standby"), "101": t("entry_reason.no_binding")}

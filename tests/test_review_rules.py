@@ -2,15 +2,19 @@
 versions (two sessions); replace (换号), unbind, history; scope and audit."""
 
 import json
+import sqlite3
+import threading
+import time
 
 import pytest
-from sqlmodel import Session, select
+from sqlalchemy import update
+from sqlmodel import Session, col, select
 
 from core import entries, overview, review
 from core.errors import ConcurrentEdit, InvalidInput, PermissionDenied
 from core.permissions import system_actor
 from db.engine import get_engine
-from db.models import Account, AuditEntry, Binding, Role, Store
+from db.models import Account, AuditEntry, Binding, Branch, Role, Store
 from tests.support.review_data import account, bind, store
 
 API = system_actor("test")
@@ -133,33 +137,88 @@ def test_rows_changed_since_page_load_apply_to_none_two_sessions(engine, org, ma
         assert check.get(Binding, first.id).shown is False
 
 
-def test_compare_and_set_catches_a_write_between_check_and_update(engine, org, make_user, monkeypatch):
-    """The version check is repeated inside the UPDATE: a row changed after the
-    rows were read fails the whole action."""
+def _in_thread(fn):
+    """Run fn in a thread; returns a callable giving its result or raising its error."""
+    outcome = {}
+
+    def run():
+        try:
+            outcome["result"] = fn()
+        except Exception as exc:  # handed to the test thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+
+    def join():
+        thread.join(timeout=30)
+        assert not thread.is_alive()
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["result"]
+
+    return join
+
+
+def test_rows_already_in_the_wanted_state_stay_checked_until_commit(engine, db_url, org, make_user):
+    """Operator A shows two stores, one of them already shown. Operator B hides
+    that one and commits while A's action is under way: A must not report
+    success over B's change (the check holds until A's commit)."""
     operator = make_user(Role.hq_operator)
     with Session(engine, expire_on_commit=False) as setup:
-        first, second = bind(setup, "000101", "acc1"), bind(setup, "000102", "acc2")
-    original = review.require
-    meddled = []
+        already, pending = bind(setup, "000101", "acc1", shown=True), bind(setup, "000102", "acc2")
+    other = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("UPDATE binding SET shown = 0, version = version + 1 WHERE id = ?", (already.id,))
 
-    def meddle(actor, capability, *, branch_id=None):
-        # The per-row scope checks run after the read: another session writes now.
-        if branch_id is not None and not meddled:
-            with Session(engine) as other:
-                other.get(Binding, second.id).version = 7
-                other.commit()
-            meddled.append(True)
-        return original(actor, capability, branch_id=branch_id)
-
-    monkeypatch.setattr(review, "require", meddle)
-    with Session(engine) as session:
-        with pytest.raises(ConcurrentEdit) as failed:
-            review.set_shown(session=session, actor=operator.actor, versions={first.id: 1, second.id: 1},
+    def operator_a():
+        with Session(engine) as session:
+            review.set_shown(session=session, actor=operator.actor, versions=versions(already, pending),
                              shown=True)
-        session.rollback()
-    assert meddled and failed.value.key == "review.changed_during_save"
+            session.commit()
+
+    result = _in_thread(operator_a)
+    time.sleep(0.5)
+    other.commit()
+    other.close()
+    with pytest.raises(review.BulkRefused) as refused:
+        result()
+    assert refused.value.key == "review.rows_changed"
+    assert [p.crm_store_id for p in refused.value.problems] == ["000101"]
     with Session(engine) as check:
-        assert check.get(Binding, first.id).shown is False
+        assert check.get(Binding, pending.id).shown is False and check.get(Binding, already.id).shown is False
+
+
+def test_rows_already_in_the_wanted_state_are_locked_on_postgresql(pg_url):
+    """The same on PostgreSQL (READ COMMITTED): A's read locks the rows, so B's
+    uncommitted hide makes A wait and then refuse."""
+    engine = get_engine(pg_url)
+    operator = system_actor("pg-test")
+    with Session(engine, expire_on_commit=False) as setup:
+        branch = Branch(code="PG01", name="测试分公司")
+        setup.add(branch)
+        setup.flush()
+        setup.add_all([Store(crm_store_id="000101", name="甲店", branch_id=branch.id),
+                       Store(crm_store_id="000102", name="乙店", branch_id=branch.id)])
+        setup.commit()
+        already, pending = bind(setup, "000101", "acc1", shown=True), bind(setup, "000102", "acc2")
+    with Session(engine) as other:
+        other.exec(update(Binding).where(col(Binding.id) == already.id)
+                   .values(shown=False, version=Binding.version + 1))
+
+        def operator_a():
+            with Session(engine) as session:
+                review.set_shown(session=session, actor=operator, versions=versions(already, pending), shown=True)
+                session.commit()
+
+        result = _in_thread(operator_a)
+        time.sleep(0.5)
+        other.commit()
+    with pytest.raises(review.BulkRefused) as refused:
+        result()
+    assert [p.crm_store_id for p in refused.value.problems] == ["000101"]
+    with Session(engine) as check:
+        assert check.get(Binding, pending.id).shown is False
 
 
 def test_branch_manager_and_viewer_cannot_act(session, org, make_user):
@@ -306,8 +365,12 @@ def test_replacement_candidates(session, org, make_user):
     account(session, "free1")
     account(session, "off1", status="disabled")
     account(session, "full1", count=5000)
-    assert [a.userid for a in review.replacement_candidates(session=session, actor=operator.actor)] == [
-        "spare1", "free1"]
+    candidates, total = review.replacement_candidates(session=session, actor=operator.actor)
+    assert [a.userid for a in candidates] == ["spare1", "free1"] and total == 2
+    found, total = review.replacement_candidates(session=session, actor=operator.actor, search="FREE")
+    assert [a.userid for a in found] == ["free1"] and total == 1
+    first, total = review.replacement_candidates(session=session, actor=operator.actor, limit=1)
+    assert [a.userid for a in first] == ["spare1"] and total == 2
 
 
 def test_overview_needs_action_follows_the_entry_rule(session, org, make_user):
@@ -316,17 +379,21 @@ def test_overview_needs_action_follows_the_entry_rule(session, org, make_user):
     bind(session, "000102", "full1", count=5000)
     bind(session, "000103", "closed1", status="disabled")          # closed store: not an account problem
     bind(session, "000201", "fine1", shown=True)
+    bind(session, "000202", "spare1", shown=True, status="standby")
     found = overview.needs_action(session=session, actor=operator.actor)
-    assert [(n.crm_store_id, n.reason) for n in found] == [("000101", "account_disabled"),
-                                                           ("000102", "account_full")]
-    for item in found:
-        assert entry(session, item.crm_store_id).reason == item.reason
+    assert [(n.crm_store_id, n.reason) for n in found.items] == [
+        ("000101", "account_disabled"), ("000102", "account_full"), ("000202", "account_standby")]
+    assert (found.total, found.cut) == (3, False)
+    for item in found.items:
+        # The console names a standby account apart; the API's reason set is fixed.
+        expected = "account_disabled" if item.reason == "account_standby" else item.reason
+        assert entry(session, item.crm_store_id).reason == expected
+    first = overview.needs_action(session=session, actor=operator.actor, limit=2)
+    assert [n.crm_store_id for n in first.items] == ["000101", "000102"] and (first.total, first.cut) == (3, True)
 
 
 def test_entries_match_on_postgresql(pg_url, make_user):
     """The rule is SQL: run it on PostgreSQL too, including the bulk compare-and-set."""
-    from db.models import Branch
-
     engine = get_engine(pg_url)
     with Session(engine, expire_on_commit=False) as session:
         branch = Branch(code="PG01", name="测试分公司")
@@ -347,5 +414,126 @@ def test_entries_match_on_postgresql(pg_url, make_user):
         session.commit()
         got = {e.crm_store_id: e.reason for e in entries.all_entries(session=session, actor=API)}
         assert got == {"000123": None, "123": "account_full", "777": "store_closed"}
+        with engine.connect() as connection:      # the client API's lookup, straight to the driver
+            assert {crm: entries.entry_for_store(session=connection, actor=API, crm_store_id=crm).reason
+                    for crm in got} == got
+            assert entries.entry_for_store(session=connection, actor=API, crm_store_id="0123") is None
         with pytest.raises(review.BulkRefused):
             review.set_shown(session=session, actor=operator, versions={a.id: 1}, shown=False)
+
+
+def test_two_operators_taking_the_same_account_get_a_conflict_not_a_crash(session, org, make_user, monkeypatch):
+    """The check "is this account free?" ran before another operator's commit
+    (PostgreSQL READ COMMITTED allows that): the unique index refuses the second
+    binding, and the operator gets a conflict message, nothing half-written."""
+    operator = make_user(Role.hq_operator)
+    old = bind(session, "000101", "old1", shown=True)
+    taken = bind(session, "000102", "spare1")      # the other operator's binding, committed
+    monkeypatch.setattr(review.bindings, "current_for_account", lambda **_: None)
+    with pytest.raises(ConcurrentEdit) as conflict:
+        review.replace_account(session=session, actor=operator.actor, binding_id=old.id, expected_version=1,
+                               userid="spare1")
+    session.rollback()
+    assert conflict.value.key == "review.taken_meanwhile" and conflict.value.params == {"account": "spare1"}
+    session.expire_all()
+    assert session.get(Binding, old.id).ended_at is None
+    assert session.get(Binding, taken.id).ended_at is None
+
+
+def test_two_operators_taking_the_same_account_on_postgresql(pg_url):
+    """Stores of two branches (one branch's counters would make the second wait
+    for the first): both checks pass, the unique index decides."""
+    engine = get_engine(pg_url)
+    first_operator, second_operator = system_actor("pg-a"), system_actor("pg-b")
+    with Session(engine, expire_on_commit=False) as setup:
+        north, south = Branch(code="PG01", name="甲分公司"), Branch(code="PG02", name="乙分公司")
+        setup.add_all([north, south])
+        setup.flush()
+        setup.add_all([Store(crm_store_id="000101", name="甲店", branch_id=north.id),
+                       Store(crm_store_id="000102", name="乙店", branch_id=south.id)])
+        setup.commit()
+        one, two = bind(setup, "000101", "old1"), bind(setup, "000102", "old2")
+        account(setup, "free1")
+    with Session(engine) as first:
+        review.replace_account(session=first, actor=first_operator, binding_id=one.id, expected_version=1,
+                               userid="free1")
+
+        def second_replace():
+            with Session(engine) as second:
+                review.replace_account(session=second, actor=second_operator, binding_id=two.id,
+                                       expected_version=1, userid="free1")
+                second.commit()
+
+        result = _in_thread(second_replace)      # waits on the unique index behind the first
+        time.sleep(0.5)
+        first.commit()
+    with pytest.raises(ConcurrentEdit) as conflict:
+        result()
+    assert conflict.value.key == "review.taken_meanwhile"
+    with Session(engine) as check:
+        assert check.get(Binding, two.id).ended_at is None
+
+
+def test_a_locked_database_is_a_conflict_message(engine, db_url, session, org, make_user):
+    operator = make_user(Role.hq_operator)
+    binding = bind(session, "000101", "acc1")
+    # Wait 0.1 s, not the engine's 15 s, for the lock another writer holds.
+    session.connection().exec_driver_sql("PRAGMA busy_timeout=100")
+    other = sqlite3.connect(db_url.removeprefix("sqlite:///"))
+    other.execute("BEGIN IMMEDIATE")
+    try:
+        for action in (
+            lambda: review.unbind(session=session, actor=operator.actor, binding_id=binding.id,
+                                  expected_version=1),
+            lambda: review.set_shown(session=session, actor=operator.actor, versions=versions(binding),
+                                     shown=True),
+        ):
+            with pytest.raises(ConcurrentEdit) as busy:
+                action()
+            session.rollback()
+            assert busy.value.key == "conflict.database_busy"
+    finally:
+        other.rollback()
+        other.close()
+
+
+def test_bound_standby_account_reads_as_standby_in_the_console(session, org, make_user):
+    operator = make_user(Role.hq_operator)
+    binding = bind(session, "000101", "spare1", status="standby")
+    assert entry(session, "000101").reason == "account_disabled"     # the API's fixed reason set
+    rows, _ = review.search_bindings(session=session, actor=operator.actor, filters=review.BindingFilter())
+    assert rows[0].entry_reason == "account_standby" and not rows[0].visible
+    standby_rows, _ = review.search_bindings(session=session, actor=operator.actor,
+                                             filters=review.BindingFilter(entry="account_standby"))
+    assert [r.crm_store_id for r in standby_rows] == ["000101"]
+    with pytest.raises(review.BulkRefused) as refused:
+        review.set_shown(session=session, actor=operator.actor, versions=versions(binding), shown=True)
+    session.rollback()
+    assert [(p.crm_store_id, p.reason) for p in refused.value.problems] == [("000101", "account_standby")]
+
+
+def test_agency_operator_replaces_only_with_accounts_of_own_branch(session, org, make_user):
+    agency = make_user(Role.hq_operator, org["south"])
+    hq = make_user(Role.hq_operator)
+    south = bind(session, "000201", "south1")
+    north = bind(session, "000101", "north1")
+    account(session, "never1", status="standby")                       # never served a store
+    # north1 stops serving 000101: it stays listed, last used in the north branch.
+    review.unbind(session=session, actor=hq.actor, binding_id=north.id, expected_version=1)
+    south_old = bind(session, "000202", "southold1")
+    review.unbind(session=session, actor=hq.actor, binding_id=south_old.id, expected_version=1)
+    session.commit()
+    candidates, _ = review.replacement_candidates(session=session, actor=agency.actor)
+    assert [a.userid for a in candidates] == ["southold1"]
+    everything, _ = review.replacement_candidates(session=session, actor=hq.actor)
+    assert [a.userid for a in everything] == ["never1", "north1", "southold1"]
+    for userid in ("north1", "never1"):
+        with pytest.raises(PermissionDenied) as refused:
+            review.replace_account(session=session, actor=agency.actor, binding_id=south.id, expected_version=1,
+                                   userid=userid)
+        session.rollback()
+        assert refused.value.key == "review.account_out_of_scope"
+    review.replace_account(session=session, actor=agency.actor, binding_id=south.id, expected_version=1,
+                           userid="southold1")
+    session.commit()
+    assert entry(session, "000201").wecom_userid == "southold1"

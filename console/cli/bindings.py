@@ -44,14 +44,16 @@ def cmd_import_bindings(args) -> int:
     if not preview.ok:
         print(f"error: {preview.error_count} invalid row(s); nothing was written", file=sys.stderr)
         return 1
-    if preview.already_imported is not None:
-        earlier = preview.already_imported
+    earlier = preview.already_imported
+    if preview.repeats_earlier_import:
         print(f"already imported as batch #{earlier.import_id} by {earlier.uploaded_by}; nothing written")
         return 0
+    if earlier is not None:
+        print(f"note: this file was imported before as batch #{earlier.import_id}; the bindings have changed since")
     if args.dry_run:
         print(f"would import {figures}")
         return 0
-    if not preview.new_count and not preview.changed_count:
+    if not preview.changes_something:
         print(f"nothing to change: {figures}")
         return 0
     with session_scope() as session:

@@ -4,7 +4,7 @@ import logging
 import signal
 import threading
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from core import settings_store
 from core.alerts import channels
@@ -14,7 +14,7 @@ from core.config import get_settings
 from core.permissions import system_actor
 from core.wecom.simulator import WeComSimulator
 from db.engine import check_database, get_engine, session_scope
-from db.models import Account, AccountStatus
+from db.models import Account, AccountStatus, AlertChannel
 
 CLI_ACTOR = system_actor("cli")
 
@@ -37,6 +37,8 @@ def register(subparsers) -> None:
     p.add_argument("--from-database", action="store_true", help="serve the database's accounts and their counts")
     p.add_argument("--grow", type=int, default=0,
                    help="demo: this many accounts just under the warning line gain customers and cross it")
+    p.add_argument("--grow-speed", type=float, default=1.0,
+                   help="demo: run the growth this many times faster (tests)")
     p.set_defaults(handler=cmd_simulator)
 
 
@@ -52,7 +54,8 @@ def cmd_add_channel(args) -> int:
 
 def growth_plan(accounts: list[tuple[str, int, int]], warn_pct: int, how_many: int) -> dict[str, float]:
     """Customers per minute for the accounts closest under the warning line, so
-    each crosses it a minute or two after the previous one."""
+    each crosses it a minute or two after the previous one. `accounts`: (userid,
+    count, limit) of the accounts that may grow."""
     under = sorted((a for a in accounts if usage_pct(a[1], a[2]) < warn_pct), key=lambda a: -usage_pct(a[1], a[2]))
     plan: dict[str, float] = {}
     for number, (userid, count, limit) in enumerate(under[:how_many]):
@@ -74,13 +77,18 @@ def cmd_simulator(args) -> int:
             rows = session.exec(select(Account.id, Account.userid, Account.customer_count, Account.capacity_limit,
                                        Account.status)).all()
             warn = settings_store.effective(session=session, key="capacity.warn_pct")
-            # Grow accounts that serve a store, so the alert names its branch and store.
             placed = placements(session=session)
+            with_own_robot = set(session.exec(select(AlertChannel.branch_id).where(
+                col(AlertChannel.branch_id).is_not(None), col(AlertChannel.enabled).is_(True))).all())
         sim.set_customers({userid: count for _id, userid, count, _limit, _status in rows})
+        sim.set_limits({userid: limit for _id, userid, _count, limit, _status in rows})
+        # Grow accounts that serve a store (the alert names its branch and store) in a
+        # branch without its own robot: each crossing is then one message, in the HQ group.
         plan = growth_plan([(u, c, lim) for account_id, u, c, lim, s in rows
-                            if s == AccountStatus.active and account_id in placed], warn, args.grow)
+                            if s == AccountStatus.active and account_id in placed
+                            and placed[account_id].branch_id not in with_own_robot], warn, args.grow)
         if plan:
-            sim.grow(plan)
+            sim.grow(plan, speed=args.grow_speed)
             for userid, rate in plan.items():
                 print(f"demo growth: {userid} +{rate:.0f} customers/min", flush=True)
     sim.start()

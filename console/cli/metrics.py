@@ -1,5 +1,6 @@
 """`metrics --from --to [--branch] [--format json|csv]`: the 导流效果 page's
-figures for scripts and reports (DESIGN.md, fixed interfaces)."""
+figures for scripts and reports (DESIGN.md, fixed interfaces); and
+`rebuild-funnel`: recut every stored day after CONSOLE_TIMEZONE changed."""
 
 import csv
 import json
@@ -23,6 +24,9 @@ def register(subparsers) -> None:
     p.add_argument("--branch", help="branch code")
     p.add_argument("--format", choices=["json", "csv"], default="json")
     p.set_defaults(handler=cmd_metrics)
+    p = subparsers.add_parser("rebuild-funnel", help="recompute the funnel facts and roll-up from the kept events, "
+                                                     "days cut in the current CONSOLE_TIMEZONE")
+    p.set_defaults(handler=cmd_rebuild_funnel)
 
 
 def cmd_metrics(args) -> int:
@@ -37,6 +41,11 @@ def cmd_metrics(args) -> int:
         metrics.refresh_rollup(session=session)
     with session_scope() as session:
         figures = metrics.report(session=session, actor=CLI_ACTOR, start=start, end=end, branch_code=args.branch)
+        change = metrics.zone_change(session=session)
+    if change:
+        print(f"warning: days are cut at midnight in {change.recorded} (the zone the facts were recorded in), "
+              f"not in CONSOLE_TIMEZONE={change.configured}; run `python -m console rebuild-funnel` to recut them",
+              file=sys.stderr)
     if args.format == "json":
         print(json.dumps(figures, ensure_ascii=False, indent=2))
         return 0
@@ -46,4 +55,16 @@ def cmd_metrics(args) -> int:
     for code, name, values in rows:
         writer.writerow([figures["from"], figures["to"], neutralise(code), neutralise(name),
                          *["" if values[key] is None else values[key] for key in FIGURES]])
+    return 0
+
+
+def cmd_rebuild_funnel(_args) -> int:
+    check_database(get_engine())
+    with session_scope() as session:
+        figures = metrics.rebuild_funnel(session=session, actor=CLI_ACTOR)
+    print(f"recut {figures['facts']:,} funnel facts from {figures['events']:,} tracking events and "
+          f"{figures['adds']:,} added customers; rolling up …", flush=True)
+    with session_scope() as session:
+        rolled = metrics.refresh_rollup(session=session)
+    print(f"done: {rolled['facts']:,} facts rolled up")
     return 0

@@ -4,7 +4,11 @@ ZH_CN = {
     "funnel.filter.store": "门店",
     "funnel.filter.platform": "平台",
     "funnel.filter.all_stores": "全部门店",
-    "funnel.pending": "有 {days} 天的新数据尚在汇总（调度进程每 2 分钟汇总一次），分公司与全国数字可能暂未包含最新事件。",
+    "funnel.pending": "有 {facts} 条新数据尚在汇总（调度进程每 2 分钟汇总一次），全国与分公司数字暂未包含它们；门店数字已包含。",
+    "funnel.pending_many": "有超过 {facts:,} 条新数据尚在汇总（调度进程每 2 分钟汇总一次），全国与分公司数字暂未包含它们；门店数字已包含。",
+    "funnel.pending_moves": "有 {stores} 家门店调整了分公司，其历史数据将在下次汇总时归入新分公司（调度进程每 2 分钟汇总一次）。",
+    "funnel.zone_changed": "日期按 {recorded} 的零点切分（数据记录时的时区），而当前 CONSOLE_TIMEZONE 为 {configured}。"
+                           "管理员运行 python -m console rebuild-funnel 后按新时区重新切分。",
     "funnel.kpi.binding_rate": "绑定率",
     "funnel.kpi.binding_rate_help": "有当前绑定的营业门店 ÷ 全部营业门店（当前状态，不随日期变化）",
     "funnel.kpi.entry_ctr": "入口点击率",
@@ -27,14 +31,28 @@ ZH_CN = {
     "funnel.chart.users": "用户数",
     "funnel.chart.day": "日期",
     "funnel.caveat": "口径说明：各环节均为所选日期内的去重用户（同一用户多天出现只计一次），日期按 {zone} 零点切分。"
-                     "加微率的分子来自企业微信回调，只包含能归属到门店的添加（渠道活码 State 为门店ID，或添加时该账号绑定的门店）；"
-                     "通过其他方式添加、回调未送达或账号未绑定的客户不计入，因此加微率是下限。企业微信不提供添加发生在哪个平台，按平台筛选时加微率不可用。",
+                     "分公司按门店当前所属分公司统计：门店调整分公司后，其历史数据随门店归入新分公司，分公司表、门店明细与门店筛选口径一致。",
+    "funnel.add_rate_caveat": "加微率的分子是企业微信回调中成功添加的去重客户，按两种方式归属门店："
+                              "① 渠道活码的 State 为门店ID 时归属该门店——这部分是精确的；"
+                              "② 没有 State 时，归属添加时该企微账号绑定的门店——该账号当时新增的所有客户（到店扫码、名片、群聊等，并非都来自导流入口）都会计入，"
+                              "因此可能高估，甚至超过 100%。"
+                              "另一方面，回调未送达、添加时账号未绑定、State 不是门店ID 的客户不计入，又可能低估。所以加微率可能偏高也可能偏低。"
+                              "回调中没有 unionid，添加不与埋点用户按 unionid 匹配。企业微信不提供添加发生在哪个平台，按平台筛选时加微率不可用。",
+    "funnel.attribution": "成功添加 {added:,} 位客户，其中 {by_state:,} 位由渠道活码 State 精确归属到门店，"
+                          "其余按添加时账号绑定的门店归属。",
     "funnel.unattributed": "所选日期内另有 {count} 位添加的客户无法归属到任何门店，未计入加微率。",
     "funnel.branches": "各分公司",
     "funnel.stores": "门店明细",
     "funnel.drill": "查看分公司的门店明细",
     "funnel.drill_none": "（不查看）",
     "funnel.daily_table": "每日明细",
+    "funnel.export.filters": "筛选条件",
+    "funnel.export.range": "日期范围",
+    "funnel.export.range_value": "{start} 至 {end}（{zone} 零点切分，含结束日）",
+    "funnel.export.branch": "分公司",
+    "funnel.export.store": "门店",
+    "funnel.export.platform": "平台",
+    "funnel.export.table": "表格",
     "funnel.col.branch_code": "分公司编码",
     "funnel.col.branch_name": "分公司名称",
     "funnel.col.crm_store_id": "CRM门店ID",
@@ -48,11 +66,12 @@ ZH_CN = {
     "funnel.col.add_rate": "加微率(%)",
     "funnel.col.day": "日期",
     "funnel.import": "导入埋点文件",
-    "funnel.import_help": "CSV（表头：event, event_id, occurred_at, user_key, crm_store_id, platform, order_id）"
-                          "或 JSON Lines（每行一个事件）。逐条校验：合格的事件保存，不合格的列出行号与原因；"
-                          "相同 event_id 的事件只记一次，因此可放心重复导入。",
+    "funnel.import_help": "CSV（表头：event, event_id, occurred_at, user_key, crm_store_id, platform, order_id）、"
+                          "JSON Lines（每行一个事件）或 JSON 数组，最大 200 MB。边读边导入，每 1,000 条一批；"
+                          "逐条校验：合格的事件保存，不合格的列出行号与原因；相同 event_id 的事件只记一次，因此中断后可放心重新导入。"
+                          "限定了分公司的账号只能导入本分公司门店的事件。",
     "funnel.import_button": "开始导入",
-    "funnel.import_progress": "已处理 {done:,} / {total:,} 行",
+    "funnel.import_progress": "已处理 {lines:,} 行（文件已读 {percent:.0%}）",
     "funnel.import_done": "导入完成：共 {lines:,} 行，新增 {accepted:,}，重复 {duplicates:,}，不合格 {rejected:,}。",
     "funnel.import_problems": "不合格的行（最多显示 500 行）：",
     "funnel.col.line": "行号",
@@ -78,9 +97,11 @@ ZH_CN = {
     "events.unknown_store": "CRM门店ID“{value}”不存在",
     "events.unknown_platform": "未知的平台“{value}”（应为 app、miniprogram 或 h5）",
     "events.bad_order_id": "order_id 必须是不超过 64 个字符的文本",
+    "events.store_out_of_scope": "CRM门店ID“{value}”不属于您负责的分公司",
+    "events.file_bad_json": "JSON 数组在第 {line} 行附近格式不正确，导入在此停止（之前的批次已保存，修正后可重新导入）。",
     "events.batch_too_large": "每批最多 {limit} 个事件。",
     "events.file_too_large": "文件超过 {limit_mb} MB，请拆分后导入。",
-    "events.file_type": "不支持的文件类型：{filename}。请上传 .csv 或 .jsonl 文件。",
+    "events.file_type": "不支持的文件类型：{filename}。请上传 .csv、.jsonl 或 .json 文件。",
     "events.file_columns": "CSV 缺少必需的列：{columns}。",
     "events.file_encoding": "无法识别文件编码，请另存为 UTF-8 或 GBK 编码。",
     "events.file_empty": "文件中没有事件。",

@@ -8,8 +8,9 @@ from db.engine import get_engine
 
 
 def authenticate_request(request: Request) -> ApiClient | None:
-    """The client of the request, or None. May read the database: call it from
-    a worker thread."""
+    """The client of the request, or None. Reads the key table at most every
+    CACHE_SECONDS per key and never writes, so the SQLite entry route may call it
+    on the event loop; a database across the network needs a worker thread."""
     return authenticate_client(engine=get_engine(), key=request.headers.get("x-api-key"))
 
 

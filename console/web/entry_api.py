@@ -1,11 +1,14 @@
 """GET /api/v1/stores/{crm_store_id}/entry: what the App backend asks before
 showing a store's entry (导流入口), answered by the one entry rule.
 
-On SQLite the lookup is local and takes about 0.1 ms, less than handing it to a
-worker thread, so it runs on the event loop over one connection the loop keeps
-(each lookup ends its read transaction, so the next one sees the latest state).
-A database across the network (PostgreSQL) would stall the loop, so those
-lookups go to a few worker threads with pooled connections.
+On SQLite the lookup is local and takes a few hundredths of a millisecond, less
+than handing it to a worker thread, so it runs on the event loop over one
+connection the loop keeps (each lookup ends its read transaction, so the next one
+sees the latest state). Only reads run there: in WAL mode a reader never waits
+for a writer, and the key's last_used_at is written by a background thread, so
+another operator's bulk write never stalls the web process. A database across
+the network (PostgreSQL) would stall the loop, so those lookups go to a few
+worker threads with pooled connections.
 """
 
 import anyio

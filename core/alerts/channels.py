@@ -2,7 +2,6 @@
 
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlparse
 
 import httpx
 from sqlalchemy import func, update
@@ -10,8 +9,8 @@ from sqlmodel import Session, col, select
 
 from console.messages import t
 from core import audit
+from core.alerts.outbox import SEND_TIMEOUT_SECONDS, record_send
 from core.alerts.robots import RobotError, Target, send
-from core.alerts.outbox import SEND_TIMEOUT_SECONDS
 from core.errors import ConcurrentEdit, InvalidInput, NotFound, PermissionDenied
 from core.permissions import Actor, Capability, require
 from core.timeutil import utcnow
@@ -36,6 +35,20 @@ def _branch_id(session: Session, code: str | None) -> int | None:
     return branch.id
 
 
+def parse_url(url: str) -> httpx.URL:
+    """The address as the sender will read it; refused here, when saved, rather
+    than at every send (a port that is not a number, a host with spaces…)."""
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InvalidInput("alerts.channel.bad_url_reason", reason=str(exc)) from None
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise InvalidInput("alerts.channel.bad_url")
+    if any(char.isspace() for char in url) or "%" in parsed.host:
+        raise InvalidInput("alerts.channel.bad_url_reason", reason=t("alerts.channel.bad_host"))
+    return parsed
+
+
 def add_channel(*, session: Session, actor: Actor, kind: str, url: str, secret: str | None = None,
                 branch_code: str | None = None, name: str | None = None) -> AlertChannel:
     require(actor, Capability.manage_alerts)
@@ -43,10 +56,8 @@ def add_channel(*, session: Session, actor: Actor, kind: str, url: str, secret: 
     if kind not in set(ChannelKind):
         raise InvalidInput("alerts.channel.bad_kind")
     url = (url or "").strip()
-    parsed = urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
-        raise InvalidInput("alerts.channel.bad_url")
-    if kind == ChannelKind.wecom and ("webhook/send" not in parsed.path or "key=" not in parsed.query):
+    parsed = parse_url(url)
+    if kind == ChannelKind.wecom and ("webhook/send" not in parsed.path or not parsed.params.get("key")):
         raise InvalidInput("alerts.channel.url_kind_mismatch")
     name = (name or "").strip() or t(f"channel_kind.{kind}")
     if len(name) > 100:
@@ -68,7 +79,8 @@ def add_channel(*, session: Session, actor: Actor, kind: str, url: str, secret: 
 def list_channels(*, session: Session, actor: Actor) -> list[ChannelRow]:
     require(actor, Capability.manage_alerts)
     pending = dict(session.exec(select(AlertDelivery.channel_id, func.count()).where(
-        AlertDelivery.status == DeliveryStatus.pending).group_by(AlertDelivery.channel_id)).all())
+        col(AlertDelivery.status).in_([DeliveryStatus.pending, DeliveryStatus.sending]))
+        .group_by(AlertDelivery.channel_id)).all())
     query = select(AlertChannel, Branch.code, Branch.name).join(
         Branch, col(Branch.id) == AlertChannel.branch_id, isouter=True).order_by(AlertChannel.id)
     if actor.branch_scope is not None:
@@ -102,19 +114,45 @@ def set_enabled(*, session: Session, actor: Actor, channel_id: int, enabled: boo
 def send_test(*, session: Session, actor: Actor, channel_id: int, http: httpx.Client | None = None,
               now: datetime | None = None) -> None:
     """Send a test message now and record the channel's health; raises with the
-    robot's reason when it fails."""
+    robot's reason when it fails. The message counts against the robot's rate."""
     channel = _get(session, actor, channel_id)
+    now = now or utcnow()
+    record_send(session=session, channel_id=channel_id, at=now)
     own = http is None
     http = http or httpx.Client(timeout=SEND_TIMEOUT_SECONDS)
     try:
         send(Target(channel.kind, channel.url, channel.secret), t("alerts.test_message", name=channel.name), http=http)
     except RobotError as exc:
         session.exec(update(AlertChannel).where(col(AlertChannel.id) == channel_id)
-                     .values(last_error=str(exc), last_error_at=now or utcnow()))
+                     .values(last_error=str(exc), last_error_at=now))
         session.commit()
         raise InvalidInput("alerts.channel.test_failed", reason=str(exc)) from None
     finally:
         if own:
             http.close()
-    session.exec(update(AlertChannel).where(col(AlertChannel.id) == channel_id)
-                 .values(last_success_at=now or utcnow()))
+    session.exec(update(AlertChannel).where(col(AlertChannel.id) == channel_id).values(last_success_at=now))
+
+
+def robot_key(kind: str, url: str) -> str | None:
+    """What identifies the robot in its address (WeCom's key, DingTalk's
+    access_token, the last path part for Feishu and webhooks): how the demo
+    inbox tells which channel a message went to."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return None
+    if kind == ChannelKind.wecom:
+        return parsed.params.get("key")
+    if kind == ChannelKind.dingtalk:
+        return parsed.params.get("access_token")
+    return parsed.path.rstrip("/").rsplit("/", 1)[-1] or None
+
+
+def channel_names_by_robot(*, session: Session, actor: Actor) -> dict[tuple[str, str], str]:
+    """(kind, robot key) → channel name, for the channels the actor may see."""
+    names: dict[tuple[str, str], str] = {}
+    for row in list_channels(session=session, actor=actor):
+        key = robot_key(row.channel.kind, row.channel.url)
+        if key:
+            names[(row.channel.kind, key)] = row.channel.name
+    return names

@@ -20,12 +20,16 @@ class AlertRow:
     userid: str
     account_name: str
     branch_name: str | None
+    # The alert's messages in the outbox, by status ('sending' counts as pending).
+    sent: int = 0
+    pending: int = 0
+    failed: int = 0
 
-
-def _scoped(query, actor: Actor, branch_column):
-    if actor.branch_scope is not None:
-        query = query.where(branch_column == actor.branch_scope)
-    return query
+    @property
+    def without_channel(self) -> bool:
+        """Notified level, but no channel took any message for it."""
+        return self.alert.notified and self.alert.last_notified_at is None and not (
+            self.sent or self.pending or self.failed)
 
 
 def list_alerts(*, session: Session, actor: Actor, status: str = "open", offset: int = 0,
@@ -47,7 +51,35 @@ def list_alerts(*, session: Session, actor: Actor, status: str = "open", offset:
         query, count = query.where(*filters), count.where(*filters)
     rows = session.exec(query.order_by(col(CapacityAlert.opened_at).desc(), col(CapacityAlert.id).desc())
                         .offset(offset).limit(limit)).all()
-    return [AlertRow(alert, userid, name, branch) for alert, userid, name, branch in rows], session.exec(count).one()
+    outbox = _outbox_counts(session, [alert.id for alert, *_ in rows])
+    return [AlertRow(alert, userid, name, branch, **outbox.get(alert.id, {}))
+            for alert, userid, name, branch in rows], session.exec(count).one()
+
+
+def _outbox_counts(session: Session, alert_ids: list[int]) -> dict[int, dict[str, int]]:
+    if not alert_ids:
+        return {}
+    counts: dict[int, dict[str, int]] = {}
+    for alert_id, status, number in session.exec(
+            select(AlertDelivery.alert_id, AlertDelivery.status, func.count())
+            .where(col(AlertDelivery.alert_id).in_(alert_ids))
+            .group_by(AlertDelivery.alert_id, AlertDelivery.status)).all():
+        key = "pending" if status in (DeliveryStatus.pending, DeliveryStatus.sending) else status
+        counts.setdefault(alert_id, {}).setdefault(key, 0)
+        counts[alert_id][key] += number
+    return counts
+
+
+def open_without_channel(*, session: Session, actor: Actor) -> int:
+    """Open alerts of a notified level that no channel took: nobody was told."""
+    require(actor, Capability.manage_alerts)
+    has_delivery = select(AlertDelivery.id).where(col(AlertDelivery.alert_id) == CapacityAlert.id).exists()
+    query = select(func.count()).select_from(CapacityAlert).where(
+        col(CapacityAlert.closed_at).is_(None), col(CapacityAlert.notified).is_(True),
+        col(CapacityAlert.last_notified_at).is_(None), ~has_delivery)
+    if actor.branch_scope is not None:
+        query = query.where(col(CapacityAlert.branch_id) == actor.branch_scope)
+    return session.exec(query).one()
 
 
 def acknowledge(*, session: Session, actor: Actor, alert_versions: dict[int, int],
@@ -92,7 +124,10 @@ def list_deliveries(*, session: Session, actor: Actor, status: str | None = None
     count = select(func.count()).select_from(AlertDelivery).join(
         AlertChannel, col(AlertChannel.id) == AlertDelivery.channel_id)
     filters = []
-    if status:
+    if status == DeliveryStatus.pending:
+        # A message being sent right now is still waiting as far as an operator is concerned.
+        filters.append(col(AlertDelivery.status).in_([DeliveryStatus.pending, DeliveryStatus.sending]))
+    elif status:
         filters.append(col(AlertDelivery.status) == status)
     if actor.branch_scope is not None:
         filters.append(col(AlertChannel.branch_id) == actor.branch_scope)

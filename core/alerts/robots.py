@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from console.messages import t
+
 # Messages per minute each platform accepts from one robot (WECOM.md).
 PER_MINUTE = {"wecom": 20, "dingtalk": 20, "feishu": 100, "webhook": 60}
 # Feishu also caps a robot at 5 messages per second.
@@ -20,7 +22,13 @@ MAX_BYTES = {"wecom": 2048, "dingtalk": 4000, "feishu": 4000, "webhook": 16000}
 
 
 class RobotError(Exception):
-    """The robot did not take the message; the text says why (kept for operators)."""
+    """The robot did not confirm the message; the text says why (kept for
+    operators). `maybe_delivered` when the request went out but its answer was
+    lost (a read timeout, a dropped connection): the robot may have taken it."""
+
+    def __init__(self, reason: str, *, maybe_delivered: bool = False) -> None:
+        super().__init__(reason[:500])
+        self.maybe_delivered = maybe_delivered
 
 
 @dataclass(frozen=True)
@@ -75,12 +83,21 @@ def build_request(target: Target, text: str, now: float | None = None) -> tuple[
 
 
 def send(target: Target, text: str, *, http: httpx.Client) -> None:
-    """Raise RobotError unless the robot accepted the message."""
-    url, headers, data = build_request(target, text)
+    """Raise RobotError unless the robot accepted the message. Every failure,
+    whatever raised it (a malformed address, the network, a strange answer),
+    becomes a RobotError with a reason an operator can act on."""
     try:
+        url, headers, data = build_request(target, text)
         response = http.post(url, content=data, headers=headers)
+    except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
+        raise RobotError(t("alerts.robot.bad_url", error=str(exc))) from exc
+    except (httpx.ReadTimeout, httpx.RemoteProtocolError) as exc:
+        # The request was sent; only the answer is missing.
+        raise RobotError(t("alerts.robot.no_answer", error=_describe(exc)), maybe_delivered=True) from exc
     except httpx.HTTPError as exc:
-        raise RobotError(f"network: {type(exc).__name__}: {exc}"[:500]) from exc
+        raise RobotError(t("alerts.robot.network", error=_describe(exc))) from exc
+    except Exception as exc:  # a robot must never stop the delivery of the others
+        raise RobotError(t("alerts.robot.unexpected", error=_describe(exc))) from exc
     if response.status_code // 100 != 2:
         raise RobotError(f"HTTP {response.status_code}")
     if target.kind == "webhook":
@@ -89,7 +106,14 @@ def send(target: Target, text: str, *, http: httpx.Client) -> None:
         answer = response.json()
     except ValueError:
         raise RobotError(f"HTTP {response.status_code}: not JSON") from None
+    if not isinstance(answer, dict):
+        raise RobotError(f"HTTP {response.status_code}: {str(answer)[:200]}")
     code = answer.get("code", answer.get("StatusCode")) if target.kind == "feishu" else answer.get("errcode")
     if code not in (0, "0"):
         message = answer.get("msg") or answer.get("errmsg") or answer.get("StatusMessage") or ""
-        raise RobotError(f"errcode {code}: {message}"[:500])
+        raise RobotError(f"errcode {code}: {message}")
+
+
+def _describe(exc: Exception) -> str:
+    detail = str(exc).strip()
+    return f"{type(exc).__name__}: {detail}" if detail else type(exc).__name__

@@ -1,13 +1,16 @@
 """API keys for machines (the App backend). Shown once; only the SHA-256 is kept."""
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import event, update
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
 from core import audit
@@ -23,6 +26,11 @@ KEY_PREFIX = "swc_"
 CACHE_SECONDS = 10
 # last_used_at is written at most this often per key and process.
 TOUCH_SECONDS = 60
+# The write waits at most this long for a lock another writer holds, then is
+# given up (and tried again on a later request).
+TOUCH_LOCK_WAIT_MS = 1000
+
+log = logging.getLogger(__name__)
 
 
 def _hash(key: str) -> str:
@@ -52,7 +60,9 @@ def revoke_api_key(*, session: Session, actor: Actor, key_id: int) -> None:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
         session.add(row)
-        forget_cached()
+        # Cleared once the revocation is committed: cleared earlier, a request in
+        # between would read the still-live key and cache it again.
+        event.listen(session, "after_commit", lambda _session: forget_cached(), once=True)
         audit.record(session=session, actor=actor, action="api_key.revoke", entity_type="api_key",
                      entity_id=row.id, before={"name": row.name, "revoked": False},
                      after={"name": row.name, "revoked": True})
@@ -94,7 +104,9 @@ def forget_cached() -> None:
 
 def authenticate_client(*, engine: Engine, key: str | None) -> ApiClient | None:
     """The client behind an `X-API-Key` value, or None. Keys checked within
-    CACHE_SECONDS are not read again; unknown keys are never cached."""
+    CACHE_SECONDS are not read again; unknown keys are never cached. Only reads:
+    the client API calls this on the event loop, so last_used_at is written by a
+    background thread and a locked database never holds up an answer."""
     if not key or not key.startswith(KEY_PREFIX) or len(key) > 200:
         return None
     digest = _hash(key)
@@ -112,9 +124,38 @@ def authenticate_client(*, engine: Engine, key: str | None) -> ApiClient | None:
                 _cache.pop(digest, None)
                 return None
             _cache[digest] = (client, now)
-    if now - _touched.get(digest, -TOUCH_SECONDS) >= TOUCH_SECONDS:
-        _touched[digest] = now
-        with Session(engine) as session:
-            session.exec(update(ApiKey).where(col(ApiKey.id) == client.key_id).values(last_used_at=utcnow()))
-            session.commit()
+    with _lock:
+        due = now - _touched.get(digest, -TOUCH_SECONDS) >= TOUCH_SECONDS
+        if due:
+            _touched[digest] = now
+    if due:
+        _toucher.submit(_touch, engine, client.key_id, digest)
     return client
+
+
+# One thread: touches are rare (per key, once a minute) and need no parallelism.
+_toucher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="api-key-touch")
+
+
+def _touch(engine: Engine, key_id: int, digest: str) -> None:
+    """Record that the key was used, waiting briefly for the write lock."""
+    touch = update(ApiKey).where(col(ApiKey.id) == key_id).values(last_used_at=utcnow())
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "sqlite":
+                # Set per connection, and this one goes back to the pool: restore the engine's wait.
+                waited = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar())
+                connection.exec_driver_sql(f"PRAGMA busy_timeout={TOUCH_LOCK_WAIT_MS}")
+                try:
+                    connection.execute(touch)
+                    connection.commit()
+                finally:
+                    connection.exec_driver_sql(f"PRAGMA busy_timeout={waited}")
+            else:
+                connection.exec_driver_sql(f"SET LOCAL lock_timeout = {TOUCH_LOCK_WAIT_MS}")
+                connection.execute(touch)
+                connection.commit()
+    except SQLAlchemyError as exc:
+        log.info("api key %s: last_used_at not written (%s); a later request tries again", key_id, exc)
+        with _lock:
+            _touched.pop(digest, None)

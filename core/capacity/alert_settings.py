@@ -5,7 +5,7 @@ from sqlmodel import Session
 from core import settings_store
 from core.capacity.template import PLACEHOLDERS, render, validate_template
 from core.errors import InvalidInput
-from core.permissions import Actor, Capability, require
+from core.permissions import Actor, Capability
 
 SAMPLE = dict(zip(PLACEHOLDERS, ("上海浦东陆家嘴店客服王晓雯", "store000201", 70, "预警", "上海分公司",
                                  "上海浦东陆家嘴店", 3512, 5000)))
@@ -14,7 +14,7 @@ SAMPLE = dict(zip(PLACEHOLDERS, ("上海浦东陆家嘴店客服王晓雯", "sto
 def save_thresholds(*, session: Session, actor: Actor, warn: int, critical: int, full: int, hysteresis: int,
                     repeat_hours: int) -> None:
     """All five or none: the caller's transaction holds them."""
-    require(actor, Capability.manage_alerts)
+    settings_store.require_chain_wide(actor, Capability.manage_alerts)
     values = {"capacity.warn_pct": warn, "capacity.critical_pct": critical, "capacity.full_pct": full,
               "capacity.hysteresis_pct": hysteresis, "capacity.repeat_hours": repeat_hours}
     typed = {key: settings_store.validate(key, value) for key, value in values.items()}
@@ -25,7 +25,7 @@ def save_thresholds(*, session: Session, actor: Actor, warn: int, critical: int,
 
 
 def save_template(*, session: Session, actor: Actor, text: str) -> str:
-    require(actor, Capability.manage_alerts)
+    settings_store.require_chain_wide(actor, Capability.manage_alerts)
     text = validate_template(text)
     settings_store.save(session=session, actor=actor, key="capacity.alert_template", value=text)
     return text

@@ -14,7 +14,7 @@ from core.capacity.placement import placements
 from core.capacity.rules import REPEATED_LEVELS, Thresholds, decide, highest, usage_pct
 from core.capacity.template import render
 from core.timeutil import utcnow
-from db.models import Account, AccountStatus, CapacityAlert
+from db.models import Account, AccountStatus, AlertChannel, AlertDelivery, CapacityAlert, DeliveryStatus
 
 
 def thresholds(*, session: Session) -> Thresholds:
@@ -30,18 +30,29 @@ def evaluate(*, session: Session, now: datetime | None = None) -> dict[str, int]
     levels = thresholds(session=session)
     template = settings_store.effective(session=session, key="capacity.alert_template")
     places = placements(session=session)
+    channels = outbox.enabled_channels(session=session)
     open_rows: dict[int, dict[str, CapacityAlert]] = {}
     for alert in session.exec(select(CapacityAlert).where(col(CapacityAlert.closed_at).is_(None))).all():
         open_rows.setdefault(alert.account_id, {})[alert.level] = alert
+    # Alerts whose last message is still in the outbox: no repeat on top of it.
+    in_outbox = set(session.exec(select(AlertDelivery.alert_id).where(
+        col(AlertDelivery.status).in_([DeliveryStatus.pending, DeliveryStatus.sending]),
+        col(AlertDelivery.alert_id).is_not(None)).distinct()).all())
     accounts = session.exec(select(Account).where(Account.status == AccountStatus.active)).all()
     active_ids = {account.id for account in accounts}
-    figures = {"accounts": len(accounts), "opened": 0, "closed": 0, "notified": 0, "repeated": 0, "deliveries": 0}
+    figures = {"accounts": len(accounts), "opened": 0, "closed": 0, "notified": 0, "repeated": 0, "deliveries": 0,
+               "no_channel": 0}
 
     def close(alert: CapacityAlert) -> None:
         session.exec(update(CapacityAlert).where(col(CapacityAlert.id) == alert.id,
                                                  col(CapacityAlert.closed_at).is_(None))
                      .values(closed_at=now, version=CapacityAlert.version + 1))
         figures["closed"] += 1
+
+    def notify(alert: CapacityAlert, account: Account, place, counter: str) -> None:
+        queued = _notify(session, alert, account, place, template, now, channels)
+        figures["deliveries"] += queued
+        figures[counter if queued else "no_channel"] += 1
 
     # An account no longer active is no longer watched: its episodes end.
     for account_id, rows in open_rows.items():
@@ -69,29 +80,49 @@ def evaluate(*, session: Session, now: datetime | None = None) -> dict[str, int]
         if new_rows:
             session.flush()
         if decision.notify:
-            figures["deliveries"] += _notify(session, new_rows[decision.notify], account, place, template, now)
-            figures["notified"] += 1
+            notify(new_rows[decision.notify], account, place, "notified")
             continue
         remaining = {level: row for level, row in rows.items() if level not in decision.close}
         top = highest(set(remaining))
-        if top in REPEATED_LEVELS:
-            alert = remaining[top]
-            if alert.acknowledged_at is None and alert.last_notified_at and alert.last_notified_at <= repeat_before:
-                alert.customer_count, alert.capacity_limit = account.customer_count, account.capacity_limit
-                figures["deliveries"] += _notify(session, alert, account, place, template, now)
-                figures["repeated"] += 1
+        if top is None:
+            continue
+        alert = remaining[top]
+        if not alert.notified:
+            # The higher level that told the group has ended while this one goes
+            # on: it now stands for the account (listed as open, repeated) and
+            # its repeat clock starts at that higher level's last message.
+            told = [rows[level].last_notified_at for level in decision.close if rows[level].last_notified_at]
+            alert.notified = True
+            alert.last_notified_at = alert.last_notified_at or (max(told) if told else None)
+            alert.version += 1
+            session.add(alert)
+        if alert.acknowledged_at is not None or alert.id in in_outbox:
+            continue
+        if alert.last_notified_at is None:
+            # No channel took it when it opened: it goes out once one does.
+            notify(alert, account, place, "notified")
+        elif top in REPEATED_LEVELS and alert.last_notified_at <= repeat_before:
+            alert.customer_count, alert.capacity_limit = account.customer_count, account.capacity_limit
+            notify(alert, account, place, "repeated")
     return figures
 
 
-def _notify(session: Session, alert: CapacityAlert, account: Account, place, template: str, now: datetime) -> int:
+def _notify(session: Session, alert: CapacityAlert, account: Account, place, template: str, now: datetime,
+            channels: list[AlertChannel]) -> int:
+    """Queue the alert's message for every channel that takes it. Only when one
+    does is the alert counted as notified; otherwise it stays visibly without a
+    channel and is tried again on the next evaluation."""
     text = render(template, {
         "企微账号名称": account.name or account.userid, "企微账号": account.userid, "百分比": alert.level_pct,
         "级别": t(f"capacity.level.{alert.level}"), "分公司": place.branch_name if place else t("common.none"),
         "门店": place.store_name if place else t("common.none"), "客户数": account.customer_count,
         "上限": account.capacity_limit,
     })
-    alert.last_notified_at = now
-    alert.notify_count += 1
-    alert.version += 1
-    session.add(alert)
-    return outbox.enqueue(session=session, alert_id=alert.id, branch_id=alert.branch_id, text=text, now=now)
+    queued = outbox.enqueue(session=session, alert_id=alert.id, branch_id=alert.branch_id, text=text, now=now,
+                            channels=channels)
+    if queued:
+        alert.last_notified_at = now
+        alert.notify_count += 1
+        alert.version += 1
+        session.add(alert)
+    return queued

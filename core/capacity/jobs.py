@@ -40,13 +40,14 @@ def sync_job(ctx: JobContext) -> dict:
         log.warning("WECOM_CORP_ID / WECOM_SECRET not set: customer counts are not synced")
         return {"skipped": "WECOM_CORP_ID/WECOM_SECRET not configured"}
     with client:
-        return sync_counts(engine=ctx.engine, client=client).as_dict()
+        return sync_counts(engine=ctx.engine, client=client, fence=ctx.fence).as_dict()
 
 
 @register_job(id="capacity.evaluate", interval_seconds=60, order=20, requestable=True)
 def evaluate_job(ctx: JobContext) -> dict:
     with Session(ctx.engine) as session:
         figures = evaluate(session=session)
+        ctx.check_lease(session)
         session.commit()
     return figures
 
@@ -54,7 +55,7 @@ def evaluate_job(ctx: JobContext) -> dict:
 @register_job(id="alerts.deliver", interval_seconds=30, order=30, requestable=True)
 def deliver_job(ctx: JobContext) -> dict:
     time.sleep(quiet_wait(datetime.now(display_zone())))
-    figures = deliver_due(engine=ctx.engine)
+    figures = deliver_due(engine=ctx.engine, fence=ctx.fence)
     if figures.errors:
         log.warning("alert delivery errors: %s", figures.errors)
     return figures.as_dict()

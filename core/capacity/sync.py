@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from console.messages import t
+from core.scheduling.lease import Fence, LeaseLost
 from core.timeutil import utcnow
 from core.wecom.client import BUSY, NOT_IN_SCOPE_REASON, THROTTLED, WeComClient, WeComError
 from db.models import Account, AccountStatus, CountSnapshot
@@ -65,7 +66,10 @@ class SyncAborted(RuntimeError):
 
 
 def sync_counts(*, engine: Engine, client: WeComClient, concurrency: int = 8,
-                now: datetime | None = None) -> SyncResult:
+                now: datetime | None = None, fence: Fence | None = None) -> SyncResult:
+    """Sync every active account. With a `fence`, each batch is written only while
+    the sidecar still holds its lease; once lost, the remaining calls are skipped
+    and LeaseLost is raised."""
     started = time.monotonic()
     result = SyncResult()
     with Session(engine) as session:
@@ -88,11 +92,12 @@ def sync_counts(*, engine: Engine, client: WeComClient, concurrency: int = 8,
     counts: dict[int, int] = {}
 
     outage = threading.Event()
+    lease_lost = threading.Event()
     streak = {"failures": 0}
     streak_lock = threading.Lock()
 
     def fetch(account_id: int, userid: str) -> tuple[int, int | None, WeComError | None]:
-        if outage.is_set():
+        if outage.is_set() or lease_lost.is_set():
             return account_id, None, None
         try:
             count = client.customer_count(userid)
@@ -109,22 +114,27 @@ def sync_counts(*, engine: Engine, client: WeComClient, concurrency: int = 8,
 
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="wecom-sync") as pool:
         futures = [pool.submit(fetch, account_id, userid) for account_id, userid in in_scope]
-        for future in as_completed(futures):
-            account_id, count, error = future.result()
-            if error is None and count is None:
-                result.skipped += 1
-            elif error is None:
-                counts[account_id] = count
-            else:
-                errors[account_id] = reason_text(error.reason_key, error.errcode, error.errmsg)
-                result.reasons[error.reason_key] = result.reasons.get(error.reason_key, 0) + 1
-            if len(counts) >= WRITE_BATCH:
-                result.snapshots += _write_counts(engine, counts, now)
-                result.synced += len(counts)
-                counts = {}
-    result.snapshots += _write_counts(engine, counts, now)
+        try:
+            for future in as_completed(futures):
+                account_id, count, error = future.result()
+                if error is None and count is None:
+                    result.skipped += 1
+                elif error is None:
+                    counts[account_id] = count
+                else:
+                    errors[account_id] = reason_text(error.reason_key, error.errcode, error.errmsg)
+                    result.reasons[error.reason_key] = result.reasons.get(error.reason_key, 0) + 1
+                if len(counts) >= WRITE_BATCH:
+                    result.snapshots += _write_counts(engine, counts, now, fence)
+                    result.synced += len(counts)
+                    counts = {}
+        except LeaseLost:
+            # The calls still queued return at once (the pool waits for them); nothing more is written.
+            lease_lost.set()
+            raise
+    result.snapshots += _write_counts(engine, counts, now, fence)
     result.synced += len(counts)
-    _write_errors(engine, errors)
+    _write_errors(engine, errors, fence)
     result.failed = len(errors)
     if outside:
         result.reasons[NOT_IN_SCOPE_REASON] = len(outside)
@@ -136,7 +146,7 @@ def sync_counts(*, engine: Engine, client: WeComClient, concurrency: int = 8,
     return result
 
 
-def _write_counts(engine: Engine, counts: dict[int, int], now: datetime | None) -> int:
+def _write_counts(engine: Engine, counts: dict[int, int], now: datetime | None, fence: Fence | None) -> int:
     """Counts, sync times and snapshots for a batch, in one transaction. Only the
     count columns are written, so an operator's concurrent edit of the limit or
     status is never overwritten."""
@@ -159,16 +169,20 @@ def _write_counts(engine: Engine, counts: dict[int, int], now: datetime | None) 
                      or last[account_id] <= now - SNAPSHOT_UNCHANGED_EVERY]
         if snapshots:
             session.exec(insert(CountSnapshot), params=snapshots)
+        if fence is not None:
+            fence.check(session)
         session.commit()
     return len(snapshots)
 
 
-def _write_errors(engine: Engine, errors: dict[int, str]) -> None:
+def _write_errors(engine: Engine, errors: dict[int, str], fence: Fence | None) -> None:
     if not errors:
         return
     with Session(engine) as session:
         session.exec(update(Account), params=[{"id": account_id, "sync_error": reason}
                                               for account_id, reason in errors.items()])
+        if fence is not None:
+            fence.check(session)
         session.commit()
 
 

@@ -34,6 +34,7 @@ class AccountUsage:
     sync_error: str | None
     growth_per_day: float | None
     days_to_full: float | None
+    serving: bool  # bound to a store now; a replaced account only keeps its old customers
 
 
 def _growth(first: tuple[int, datetime] | None, count: int, at: datetime | None) -> float | None:
@@ -64,7 +65,8 @@ def _first_points(session: Session, since: datetime, account_ids: list[int] | No
 
 def account_usage(*, session: Session, actor: Actor, branch_id: int | None = None,
                   now: datetime | None = None) -> list[AccountUsage]:
-    """Every active account the actor may see, riskiest first."""
+    """Every active account the actor may see, riskiest first: accounts a store's
+    entry sends customers to before the ones already replaced, then by usage."""
     require(actor, Capability.view_directory, branch_id=branch_id)
     scope = actor.branch_scope if actor.branch_scope is not None else branch_id
     now = now or utcnow()
@@ -81,8 +83,10 @@ def account_usage(*, session: Session, actor: Actor, branch_id: int | None = Non
             place.branch_name if place else None, place.store_name if place else None,
             account.customer_count, account.capacity_limit,
             usage_pct(account.customer_count, account.capacity_limit), account.count_synced_at,
-            account.sync_error, growth, days_to_full(account.customer_count, account.capacity_limit, growth)))
-    rows.sort(key=lambda r: (-r.pct, r.days_to_full if r.days_to_full is not None else float("inf"), r.userid))
+            account.sync_error, growth, days_to_full(account.customer_count, account.capacity_limit, growth),
+            bool(place and place.serving)))
+    rows.sort(key=lambda r: (not r.serving, -r.pct, r.days_to_full if r.days_to_full is not None else float("inf"),
+                             r.userid))
     return rows
 
 

@@ -6,14 +6,17 @@ import logging
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from console.messages import t
 from core.errors import InvalidInput
 from core.permissions import Actor, Capability, require
+from core.scheduling.lease import Fence, LeaseLost
 from core.timeutil import utcnow
 from db.models import JobRequest, JobRun
 
@@ -31,6 +34,15 @@ JOB_MODULES = [
 class JobContext:
     engine: Engine
     holder: str
+    # The lease this run started under; None outside the sidecar (tests, tools),
+    # where nothing is fenced.
+    fence: Fence | None = None
+
+    def check_lease(self, session: Session) -> None:
+        """Raise LeaseLost when another sidecar took over; call inside the
+        transaction that writes."""
+        if self.fence is not None:
+            self.fence.check(session)
 
 
 @dataclass(frozen=True)
@@ -63,26 +75,46 @@ def load_jobs() -> list[JobSpec]:
 
 def run_job(spec: JobSpec, ctx: JobContext) -> bool:
     """Run one job and record the run (start, end, outcome, figures). Returns
-    whether it succeeded; a failure is recorded, never raised."""
-    with Session(ctx.engine) as session:
-        run = JobRun(job_id=spec.id, holder=ctx.holder)
-        session.add(run)
-        session.commit()
-        run_id = run.id
+    whether it succeeded; a failure is recorded, never raised. A job that finds
+    the lease taken over stops and is recorded as interrupted; one whose lease is
+    already gone does not start."""
+    try:
+        with Session(ctx.engine) as session:
+            ctx.check_lease(session)
+            run = JobRun(job_id=spec.id, holder=ctx.holder)
+            session.add(run)
+            session.commit()
+            run_id = run.id
+    except LeaseLost as exc:
+        log.warning("job %s not started: %s", spec.id, exc)
+        return False
     figures: dict[str, Any] | None = None
     error: str | None = None
+    outcome = "ok"
     try:
         figures = spec.run(ctx)
+    except LeaseLost as exc:
+        outcome, error = "interrupted", f"{type(exc).__name__}: {exc}"
+        log.warning("job %s stopped: %s", spec.id, exc)
     except Exception as exc:  # a job's failure must not stop the sidecar
-        error = f"{type(exc).__name__}: {exc}"
+        outcome, error = "failed", f"{type(exc).__name__}: {exc}"
         log.error("job %s failed: %s\n%s", spec.id, error, traceback.format_exc())
     with Session(ctx.engine) as session:
         session.exec(update(JobRun).where(col(JobRun.id) == run_id).values(
-            finished_at=utcnow(), outcome="failed" if error else "ok",
+            finished_at=utcnow(), outcome=outcome,
             figures_json=json.dumps(figures, ensure_ascii=False, default=str) if figures else None,
             error=error[:2000] if error else None))
         session.commit()
-    return error is None
+    return outcome == "ok"
+
+
+def interrupt_runs_of_others(*, session: Session, holder: str, now: datetime | None = None) -> int:
+    """On taking the lease over: runs another holder left "running" were cut off
+    (that sidecar was killed or lost the lease) and are marked interrupted."""
+    result = session.exec(update(JobRun).where(col(JobRun.outcome) == "running", col(JobRun.holder) != holder)
+                          .values(outcome="interrupted", finished_at=now or utcnow(),
+                                  error=t("jobs.interrupted_reason")))
+    return result.rowcount
 
 
 def request_run(*, session: Session, actor: Actor, job_id: str) -> JobRequest:
@@ -92,7 +124,7 @@ def request_run(*, session: Session, actor: Actor, job_id: str) -> JobRequest:
     if job_id not in specs or not specs[job_id].requestable:
         raise InvalidInput("jobs.unknown_job", job_id=job_id)
     pending = session.exec(select(JobRequest).where(JobRequest.job_id == job_id,
-                                                    col(JobRequest.picked_at).is_(None))).first()
+                                                    col(JobRequest.done_at).is_(None))).first()
     if pending is not None:
         return pending
     request = JobRequest(job_id=job_id, requested_by_id=actor.user_id)
@@ -101,34 +133,45 @@ def request_run(*, session: Session, actor: Actor, job_id: str) -> JobRequest:
     return request
 
 
-def take_requests(*, session: Session) -> list[str]:
-    """Mark pending requests picked and return their job ids (each once)."""
-    now = utcnow()
-    pending = session.exec(select(JobRequest).where(col(JobRequest.picked_at).is_(None))
-                           .order_by(JobRequest.requested_at)).all()
-    job_ids: list[str] = []
-    for request in pending:
-        result = session.exec(update(JobRequest).where(col(JobRequest.id) == request.id,
-                                                       col(JobRequest.picked_at).is_(None)).values(picked_at=now))
-        if result.rowcount == 1 and request.job_id not in job_ids:
-            job_ids.append(request.job_id)
+def take_requests(*, session: Session, token: str, now: datetime | None = None) -> dict[str, list[int]]:
+    """Pick the requests not done yet: job id → request ids. A request stays
+    waiting until its job has run (`finish_requests`), so one picked by a sidecar
+    that was killed before running it is picked again. Only the lease holder
+    calls this, one pass at a time, so nothing picked here is still running."""
+    now = now or utcnow()
+    waiting = session.exec(select(JobRequest).where(col(JobRequest.done_at).is_(None))
+                           .order_by(JobRequest.requested_at, JobRequest.id)).all()
+    taken: dict[str, list[int]] = {}
+    for request in waiting:
+        result = session.exec(update(JobRequest).where(
+            col(JobRequest.id) == request.id, col(JobRequest.done_at).is_(None),
+            col(JobRequest.picked_by).is_(None) if request.picked_by is None
+            else col(JobRequest.picked_by) == request.picked_by).values(picked_at=now, picked_by=token))
+        if result.rowcount == 1:
+            taken.setdefault(request.job_id, []).append(request.id)
     session.commit()
-    return job_ids
+    return taken
 
 
-def latest_runs(*, session: Session) -> list[JobRun]:
-    """The newest run of each job."""
-    newest = select(JobRun.job_id, func.max(JobRun.id).label("id")).group_by(JobRun.job_id).subquery()
-    return list(session.exec(select(JobRun).join(newest, col(JobRun.id) == newest.c.id)
-                             .order_by(JobRun.job_id)).all())
+def finish_requests(*, session: Session, request_ids: list[int], now: datetime | None = None) -> None:
+    """The job ran (whatever its outcome, recorded in its run): the requests are done."""
+    session.exec(update(JobRequest).where(col(JobRequest.id).in_(request_ids))
+                 .values(done_at=now or utcnow()))
+    session.commit()
 
 
-def recent_runs(*, session: Session, job_id: str | None = None, limit: int = 50) -> list[JobRun]:
-    query = select(JobRun).order_by(col(JobRun.id).desc()).limit(limit)
-    if job_id:
-        query = query.where(JobRun.job_id == job_id)
-    return list(session.exec(query).all())
+def runs_by_job(*, session: Session, per_job: int = 10) -> dict[str, list[JobRun]]:
+    """The last `per_job` runs of each job, newest first (the sidecar's history)."""
+    ranked = select(JobRun.id, func.row_number().over(partition_by=JobRun.job_id,
+                                                      order_by=col(JobRun.id).desc()).label("rank")).subquery()
+    runs = session.exec(select(JobRun).join(ranked, col(JobRun.id) == ranked.c.id)
+                        .where(ranked.c.rank <= per_job).order_by(JobRun.job_id, col(JobRun.id).desc())).all()
+    history: dict[str, list[JobRun]] = {}
+    for run in runs:
+        history.setdefault(run.job_id, []).append(run)
+    return history
 
 
 def pending_request_ids(*, session: Session) -> list[str]:
-    return list(session.exec(select(JobRequest.job_id).where(col(JobRequest.picked_at).is_(None))).all())
+    """Jobs asked for and not run yet (waiting or running)."""
+    return list(session.exec(select(JobRequest.job_id).where(col(JobRequest.done_at).is_(None))).all())

@@ -37,6 +37,9 @@ class Fault:
     errcode: int | None = None
     http_status: int | None = None
     delay_seconds: float = 0.0
+    # With a delay, a robot by default answers 504 without taking the message;
+    # `accept` makes it take the message first and answer late (a lost reply).
+    accept: bool = False
 
 
 @dataclass
@@ -51,15 +54,19 @@ class RobotMessage:
 class WeComSimulator:
     def __init__(self, *, corp_id: str = "wwsimulator", secret: str = "simulator-secret",
                  token_ttl_seconds: int = 7200, per_minute: int | None = None,
-                 robot_secrets: dict[str, str] | None = None, port: int = 0, host: str = "127.0.0.1") -> None:
+                 robot_secrets: dict[str, str] | None = None, robot_per_minute: dict[str, int] | None = None,
+                 port: int = 0, host: str = "127.0.0.1") -> None:
         self.corp_id = corp_id
         self.secret = secret
         self.token_ttl_seconds = token_ttl_seconds
         # Calls per API in any 60-second window; None = unlimited.
         self.per_minute = per_minute
         self.robot_secrets = robot_secrets or {}
+        self.robot_per_minute = {**ROBOT_PER_MINUTE, **(robot_per_minute or {})}
         # Keyed by lower-case userid: WeCom userids are case-insensitive.
         self.customers: dict[str, int] = {}
+        # A member's capacity: growth stops there, as WeCom refuses new customers.
+        self.limits: dict[str, int] = {}
         self.userids: dict[str, str] = {}
         self.growth: dict[str, float] = {}
         self.inbox: deque[RobotMessage] = deque(maxlen=INBOX_KEEP)
@@ -101,9 +108,13 @@ class WeComSimulator:
                 self.customers[userid.lower()] = count
                 self.userids[userid.lower()] = userid
 
+    def set_limits(self, limits: dict[str, int]) -> None:
+        with self._lock:
+            self.limits.update({userid.lower(): limit for userid, limit in limits.items()})
+
     def inject(self, api: str, *faults: Fault) -> None:
         """Queue faults for the next calls to `api` (e.g. "externalcontact/list",
-        "webhook/send", "robot/send", "feishu", "hook")."""
+        "webhook/send", "robot/send", "feishu", "webhook")."""
         with self._lock:
             self.faults[api].extend(faults)
 
@@ -112,19 +123,22 @@ class WeComSimulator:
         with self._lock:
             self._tokens.clear()
 
-    def grow(self, rates_per_minute: dict[str, float], every_seconds: float = 10.0) -> None:
-        """Demo mode: these members gain customers at the given rate per minute."""
+    def grow(self, rates_per_minute: dict[str, float], every_seconds: float = 10.0, speed: float = 1.0) -> None:
+        """Demo mode: these members gain customers at the given rate per minute,
+        up to their limit. `speed` runs the demo's clock faster (tests)."""
         self.growth.update({userid.lower(): rate for userid, rate in rates_per_minute.items()})
 
         def tick() -> None:
             carry: dict[str, float] = defaultdict(float)
-            while not self._stop.wait(every_seconds):
+            while not self._stop.wait(every_seconds / speed):
                 with self._lock:
                     for userid, rate in self.growth.items():
                         carry[userid] += rate * every_seconds / 60
                         whole = int(carry[userid])
                         carry[userid] -= whole
-                        self.customers[userid] = self.customers.get(userid, 0) + whole
+                        grown = self.customers.get(userid, 0) + whole
+                        limit = self.limits.get(userid)
+                        self.customers[userid] = grown if limit is None else min(grown, limit)
 
         thread = threading.Thread(target=tick, name="wecom-simulator-growth", daemon=True)
         thread.start()
@@ -219,7 +233,7 @@ class WeComSimulator:
                 return 200, {"code": 19021, "msg": "sign match fail or timestamp is not within one hour"}
         if kind == "wecom" and robot == "badkey":
             return 200, {"errcode": 93000, "errmsg": "invalid webhook url"}
-        if self._over_limit(self._robot_windows, f"{kind}:{robot}", ROBOT_PER_MINUTE[kind]):
+        if self._over_limit(self._robot_windows, f"{kind}:{robot}", self.robot_per_minute[kind]):
             return 200, _robot_error(kind, {"wecom": 45009, "dingtalk": 130101, "feishu": 11232}.get(kind, 429))
         text = _robot_text(kind, body)
         if text is None:
@@ -292,8 +306,17 @@ class _Handler(BaseHTTPRequestHandler):
                 queue = sim.faults.get(fault_api)
                 fault = queue[0] if queue else None
             if fault and fault.delay_seconds:
-                # A robot that hangs: the sender times out; the message is not taken.
                 sim._take_fault(fault_api)
+                if fault.accept:
+                    # Takes the message, then answers too late: the sender sees a timeout.
+                    with sim._lock:
+                        sim.inbox.append(RobotMessage(robot[0], robot[1], _robot_text(robot[0], body) or "",
+                                                      time.time(), body))
+                    time.sleep(fault.delay_seconds)
+                    self._send(200, {"code": 0, "msg": "success"} if robot[0] == "feishu"
+                               else {"errcode": 0, "errmsg": "ok"})
+                    return
+                # A robot that hangs: the sender times out; the message is not taken.
                 time.sleep(fault.delay_seconds)
                 self._send(504, {"error": "gateway timeout"})
                 return

@@ -11,7 +11,8 @@ from db.models.audit import AuditEntry
 from db.models.settings import SettingOverride
 from db.models.scheduling import JobRequest, JobRun, SchedulerLease
 from db.models.branch_stats import BranchBindingStats
-from db.models.events import ContactEvent, FunnelActivity, FunnelDirtyDay, FunnelRollup, TrackingEvent
+from db.models.events import (ContactEvent, FunnelActivity, FunnelPending, FunnelRollup, FunnelState, FunnelStoreBranch,
+                              TrackingEvent)
 from db.models.imports import BindingImport, BindingImportRow, ImportRowOutcome
 from db.models.capacity import (AlertChannel, AlertDelivery, AlertLevel, CapacityAlert, ChannelKind,
                                  CountSnapshot, DeliveryStatus)
@@ -19,8 +20,10 @@ from db.models.capacity import (AlertChannel, AlertDelivery, AlertLevel, Capacit
 __all__ = [
     "ContactEvent",
     "FunnelActivity",
-    "FunnelDirtyDay",
+    "FunnelPending",
     "FunnelRollup",
+    "FunnelState",
+    "FunnelStoreBranch",
     "TrackingEvent",
     "AlertChannel",
     "AlertDelivery",

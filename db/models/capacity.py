@@ -1,5 +1,6 @@
 """Capacity monitoring: count snapshots, alerts (one row per account, level and
-episode), alert channels (group robots) and the delivery outbox."""
+episode), alert channels (group robots), the delivery outbox and each robot's
+recent sends (its rate window)."""
 
 from datetime import datetime
 from enum import StrEnum
@@ -27,6 +28,8 @@ class ChannelKind(StrEnum):
 
 class DeliveryStatus(StrEnum):
     pending = "pending"
+    # Claimed by the sidecar and handed to the robot, answer not recorded yet.
+    sending = "sending"
     sent = "sent"
     failed = "failed"
 
@@ -86,9 +89,6 @@ class AlertChannel(SQLModel, table=True):
     secret: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     branch_id: int | None = Field(default=None, foreign_key="branch.id")
     enabled: bool = Field(default=True)
-    # The robot's own rate window, kept here so a sidecar taking over respects it.
-    window_started_at: datetime | None = Field(default=None, sa_type=DateTime)
-    window_sends: int = Field(default=0)
     last_success_at: datetime | None = Field(default=None, sa_type=DateTime)
     last_error_at: datetime | None = Field(default=None, sa_type=DateTime)
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
@@ -102,7 +102,7 @@ class AlertDelivery(SQLModel, table=True):
 
     __tablename__ = "alert_delivery"
     __table_args__ = (
-        CheckConstraint("status in ('pending', 'sent', 'failed')", name="ck_alert_delivery_status"),
+        CheckConstraint("status in ('pending', 'sending', 'sent', 'failed')", name="ck_alert_delivery_status"),
         Index("ix_alert_delivery_due", "status", "next_attempt_at"),
         Index("ix_alert_delivery_alert", "alert_id"),
     )
@@ -120,4 +120,21 @@ class AlertDelivery(SQLModel, table=True):
     # How many messages went out together in the digest that carried this one.
     digest_size: int | None = Field(default=None)
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Set when claimed for sending: which sidecar (holder#lease generation) and when.
+    claimed_at: datetime | None = Field(default=None, sa_type=DateTime)
+    claim_token: str | None = Field(default=None, max_length=160)
+    # Sends whose outcome is unknown (the robot's reply was lost, or the sidecar
+    # died mid-send) and that were sent again: the group may have seen it twice.
+    uncertain_sends: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     version: int = Field(default=1)
+
+
+class RobotSend(SQLModel, table=True):
+    """One message handed to a robot, kept for an hour: the robot's sliding
+    one-minute rate window, shared by every sidecar and the console's test sends."""
+
+    __tablename__ = "robot_send"
+    __table_args__ = (Index("ix_robot_send_channel_at", "channel_id", "sent_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    channel_id: int = Field(foreign_key="alert_channel.id")
+    sent_at: datetime = Field(sa_type=DateTime)

@@ -17,6 +17,9 @@ class SchedulerLease(SQLModel, table=True):
     # Renewed by the heartbeat; the console shows its age.
     renewed_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
     expires_at: datetime = Field(sa_type=DateTime)
+    # Raised each time another sidecar takes the lease over: a job started under an
+    # older generation must stop writing (fencing).
+    generation: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
 
 
 class JobRun(SQLModel, table=True):
@@ -39,3 +42,8 @@ class JobRequest(SQLModel, table=True):
     requested_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
     requested_by_id: int | None = Field(default=None, foreign_key="user.id")
     picked_at: datetime | None = Field(default=None, sa_type=DateTime)
+    # Which sidecar (holder#lease generation) picked it; a request picked by an
+    # earlier holder and never done is picked again.
+    picked_by: str | None = Field(default=None, max_length=160)
+    # Set after the job ran: until then the request is still waiting.
+    done_at: datetime | None = Field(default=None, sa_type=DateTime)

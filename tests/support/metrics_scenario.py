@@ -3,7 +3,8 @@ metrics tests (SQLite and PostgreSQL, core, CLI and page).
 
 Stores: BJ01 has 000101 (bound), 000102 (binding ended), 101 (never bound),
 000103 (closed); SH01 has 000201 (bound) and 000202 (never bound).
-Range 2026-11-01 … 2026-11-03, Asia/Shanghai days.
+Range 2026-11-01 … 2026-11-03, Asia/Shanghai days. Intake is told it is NOW
+(it refuses events older than two years), so the scenario never ages out.
 """
 
 from datetime import date, datetime, timedelta, timezone
@@ -17,6 +18,7 @@ from db.models import Account, Binding, Branch, Store
 SYSTEM = system_actor("test")
 START, END = date(2026, 11, 1), date(2026, 11, 3)
 CST = timezone(timedelta(hours=8))
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=CST)
 # Binding of 000101 / account store101 began long before the range.
 BOUND_SINCE = datetime(2026, 10, 1)
 
@@ -112,12 +114,12 @@ EXPECTED = {
 }
 
 
-def load(session: Session, *, now: datetime | None = None) -> dict:
+def load(session: Session, *, now: datetime = NOW) -> dict:
     """The org, the events and the contact changes, rolled up."""
     org = build_org(session)
-    result = tracking.ingest_events(session=session, actor=SYSTEM, events=EVENTS)
+    result = tracking.ingest_events(session=session, actor=SYSTEM, events=EVENTS, now=now)
     for item in CHANGES:
         contacts.record_contact_change(session=session, actor=SYSTEM, change=item)
-    metrics.refresh_rollup(session=session)
     session.commit()
+    metrics.refresh_rollup(session=session)
     return {**org, "intake": result}
