@@ -19,10 +19,15 @@ def neutralise(value: object) -> object:
     return value
 
 
+def _is_text(column: pd.Series) -> bool:
+    # pandas 3 gives text its own dtype; older frames hold it as object.
+    return column.dtype == object or pd.api.types.is_string_dtype(column)
+
+
 def _safe(frame: pd.DataFrame) -> pd.DataFrame:
     safe = frame.copy()
     for column in safe.columns:
-        if safe[column].dtype == object or pd.api.types.is_string_dtype(safe[column]):
+        if _is_text(safe[column]):
             safe[column] = safe[column].map(neutralise)
     return safe
 
@@ -49,7 +54,7 @@ def to_xlsx_bytes(frame: pd.DataFrame, sheet_name: str = "Sheet1", *, header: Se
         for index, column in enumerate(safe.columns):
             width = min(40, max(8, int(safe[column].astype(str).str.len().fillna(0).max() if len(safe) else 8) + 2,
                                 len(str(column)) * 2 + 2))
-            worksheet.set_column(index, index, width, text if safe[column].dtype == object else None)
+            worksheet.set_column(index, index, width, text if _is_text(safe[column]) else None)
         if header:
             notes = writer.book.add_worksheet(header_sheet)
             for row, (label, value) in enumerate(header):

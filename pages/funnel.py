@@ -104,8 +104,9 @@ if zone_change:
 tiles = st.columns(5)
 users_now = current.funnel.count("order_result_view")
 users_before = before.funnel.count("order_result_view")
+# With nothing in the previous period a change says nothing either.
 tiles[0].metric(t("funnel.kpi.order_result_users"), f"{users_now:,}",
-                delta=t("funnel.delta_users", value=users_now - users_before))
+                delta=t("funnel.delta_users", value=users_now - users_before) if users_before else None)
 for tile, (name, label) in zip(tiles[1:], RATES):
     now_value, before_value = rate_of(current, name), rate_of(before, name)
     # The binding rate is as of now; comparing it with itself says nothing.
@@ -142,9 +143,12 @@ with right:
     st.subheader(t("funnel.chart.trend"))
     long = trend_frame.melt(id_vars=[day_title], var_name=step_title, value_name=users_title).dropna()
     st.altair_chart(alt.Chart(long).mark_line(point=True).encode(
-        x=alt.X(f"{day_title}:T", title=None), y=alt.Y(f"{users_title}:Q", title=users_title),
+        x=alt.X(f"{day_title}:T", title=None, axis=alt.Axis(format="%m-%d")),
+        y=alt.Y(f"{users_title}:Q", title=users_title),
         color=alt.Color(f"{step_title}:N", sort=[t(f"funnel.step.{s}") for s in STEPS], title=None),
         tooltip=[day_title, step_title, users_title]), key="trend_chart")
+    if end >= today:
+        st.caption(t("funnel.today_partial"))
 
 
 def downloads(frame: pd.DataFrame, table: str, title_key: str, shown: metrics.MetricsFilter, key: str) -> None:

@@ -73,3 +73,11 @@ def test_file_names_carry_the_filters_in_safe_characters():
         "funnel_daily_2026-11-01_2026-11-30_all-branches_all-stores_all-platforms"
     assert export_name("branches", filters, branch_code="北京/01", crm_store_id="a b") == \
         "funnel_branches_2026-11-01_2026-11-30_branch-01_store-a-b_miniprogram"
+
+
+def test_xlsx_text_columns_are_formatted_as_text_so_excel_keeps_leading_zeros():
+    book = openpyxl.load_workbook(io.BytesIO(to_xlsx_bytes(frame())))
+    sheet = book.active
+    ids = [row[1] for row in sheet.iter_rows(min_row=2)]
+    assert all(cell.value == "000101" and cell.number_format == "@" for cell in ids)
+    assert all(row[2].number_format != "@" for row in sheet.iter_rows(min_row=2))

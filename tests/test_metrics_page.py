@@ -79,6 +79,11 @@ def test_period_over_period_changes(world, make_user, as_user):
     # Nov 3 (u1, u5) against Nov 2 (u1, u2, u6); entry clicks 0 of 2 against 1 of 3.
     assert delta(at, "funnel.kpi.order_result_users") == t("funnel.delta_users", value=-1)
     assert delta(at, "funnel.kpi.entry_ctr") == t("funnel.delta_points", value=-100 / 3)
+    # Oct 1–3: nothing before it to compare with, so no change is claimed.
+    at.date_input(key="funnel_from").set_value(sc.END.replace(month=10, day=1))
+    at.date_input(key="funnel_to").set_value(sc.END.replace(month=10, day=3))
+    at.run()
+    assert delta(at, "funnel.kpi.order_result_users") == ""
 
 
 def test_exports_are_named_and_headed_by_their_filters(world, make_user, as_user, monkeypatch):

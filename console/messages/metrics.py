@@ -20,6 +20,7 @@ ZH_CN = {
     "funnel.kpi.order_result_users": "下单结果页用户",
     "funnel.delta_points": "{value:+.1f} 个百分点（较上一周期）",
     "funnel.delta_users": "{value:+,} 人（较上一周期）",
+    "funnel.today_partial": "最后一天是今天：数据截至当前时刻，尚不完整。",
     "funnel.step.order_result_view": "浏览下单结果页",
     "funnel.step.entry_click": "点击入口",
     "funnel.step.guide_view": "浏览引导页",
