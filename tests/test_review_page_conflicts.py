@@ -35,7 +35,7 @@ def operator_b_shows(engine, actor, binding):
 
 
 def test_bulk_show_after_rows_moved_acts_on_nothing_and_names_the_row(engine, session, org, make_user, as_user):
-    """The audit's case: A lists pending rows and ticks 000101; B shows 000101,
+    """A lists pending rows and ticks 000101; B shows 000101,
     so it leaves A's list and 000102 moves to its place. A's 显示 must not show
     000102."""
     operator_a, operator_b = make_user(Role.hq_operator), make_user(Role.hq_admin)
@@ -128,7 +128,7 @@ def test_replace_after_the_binding_changed_is_refused(engine, session, org, make
 
 def test_account_edit_after_another_operator_saved_names_the_change_and_reloads(engine, session, org, make_user,
                                                                                as_user):
-    """The audit's case: A opens acc1's form; B disables acc1; A's save (limit
+    """A opens acc1's form; B disables acc1; A's save (limit
     8000) is refused, names what B changed, and the form reloads B's values. A
     saves again knowingly: B's status stays."""
     operator_a, operator_b = make_user(Role.hq_operator), make_user(Role.hq_admin)
