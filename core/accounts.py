@@ -27,17 +27,6 @@ def find_account(*, session: Session, userid: str) -> Account | None:
     return session.exec(select(Account).where(func.lower(Account.userid) == userid.strip().lower())).first()
 
 
-def find_accounts(*, session: Session, userids: list[str]) -> dict[str, Account]:
-    """Accounts by lower-cased userid, in chunks (SQLite caps bound parameters)."""
-    wanted = sorted({u.strip().lower() for u in userids if u})
-    found: dict[str, Account] = {}
-    for start in range(0, len(wanted), 900):
-        chunk = wanted[start:start + 900]
-        for account in session.exec(select(Account).where(func.lower(Account.userid).in_(chunk))).all():
-            found[account.userid.lower()] = account
-    return found
-
-
 def create_account(*, session: Session, actor: Actor, userid: str, name: str,
                    status: AccountStatus = AccountStatus.active, branch_id: int | None = None) -> Account:
     """A new account with the configured default capacity limit."""

@@ -9,7 +9,6 @@ from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core.permissions import Actor, Capability, require
-from core.timeutil import utcnow
 from db.bulk import insert_many
 from db.models import AuditEntry
 
@@ -46,17 +45,17 @@ def record(
     return entry
 
 
-def record_many(*, session: Session, actor: Actor, entries: list[dict[str, Any]]) -> None:
+def record_many(*, session: Session, actor: Actor, at: datetime,
+                entries: list[tuple[str, str, str | int, int | None, str | None, str | None]]) -> None:
     """Many entries in one bulk INSERT (a 50,000-row sheet commit), in the
-    caller's transaction. Each dict has the keyword arguments of `record`."""
-    if not entries:
-        return
-    now = utcnow()
-    insert_many(session.connection(), AuditEntry.__table__, [{
-        "at": now, "actor_user_id": actor.user_id, "actor_name": actor.name, "action": e["action"],
-        "entity_type": e["entity_type"], "entity_id": str(e["entity_id"]), "branch_id": e.get("branch_id"),
-        "before_json": _dump(e.get("before")), "after_json": _dump(e.get("after")),
-    } for e in entries])
+    caller's transaction. Each entry is (action, entity type, entity id, branch
+    id, before, after) with before/after as JSON text the caller has rendered
+    already (at that scale, from templates rather than json.dumps per row)."""
+    insert_many(session.connection(), AuditEntry.__table__, [
+        {"at": at, "actor_user_id": actor.user_id, "actor_name": actor.name, "action": action,
+         "entity_type": entity_type, "entity_id": str(entity_id), "branch_id": branch, "before_json": before_json,
+         "after_json": after_json}
+        for action, entity_type, entity_id, branch, before_json, after_json in entries])
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from core.permissions import Actor, Capability, require
 from core.sheets import SheetColumn, SheetRow, read_sheet
 from core.timeutil import format_display, utcnow
 from db.bulk import insert_many
-from db.models import (Account, AccountStatus, AuditEntry, Binding, BindingEndReason, BindingImport,
+from db.models import (Account, AccountStatus, Binding, BindingEndReason, BindingImport,
                        BindingImportRow, Branch, ImportRowOutcome, Store, StoreStatus)
 from db.models.imports import BindingImportBranch
 
@@ -689,12 +689,7 @@ def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapsh
         "warnings_json": json.dumps([{"key": w.key, "params": w.params} for w in r.warnings], ensure_ascii=False)
         if r.warnings else None,
     } for r in rows])
-    # The audit log's bulk path (core.audit.record_many) with the JSON already rendered.
-    insert_many(connection, AuditEntry.__table__, [
-        {"at": now, "actor_user_id": actor.user_id, "actor_name": actor.name, "action": action,
-         "entity_type": entity_type, "entity_id": str(entity_id), "branch_id": branch, "before_json": before_json,
-         "after_json": after_json}
-        for action, entity_type, entity_id, branch, before_json, after_json in entries])
+    audit.record_many(session=session, actor=actor, at=now, entries=entries)
 
 
 # --- history --------------------------------------------------------------------------------------------------

@@ -93,8 +93,6 @@ class SheetRow:
         cells = self._cells
         return {name: cells.get(position, "") for name, position in self._columns}
 
-    def notes_of(self, kind: str) -> list[CellNote]:
-        return [n for n in self.notes if n.kind == kind]
 
 
 @dataclass

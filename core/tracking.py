@@ -99,10 +99,6 @@ class IntakeResult:
     duplicates: int = 0
     rejected: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # (index, key, params)
 
-    def merge(self, other: "IntakeResult", offset: int = 0) -> None:
-        self.accepted += other.accepted
-        self.duplicates += other.duplicates
-        self.rejected.extend((index + offset, key, params) for index, key, params in other.rejected)
 
 
 @dataclass(frozen=True)
