@@ -25,7 +25,7 @@ from zoneinfo import ZoneInfo
 from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlmodel import Session
 
-from core.config import get_settings
+from base.config import get_settings
 from core.scheduling import jobs as job_registry
 from core.scheduling import lease
 from db.engine import DatabaseUnavailable, check_database, get_engine

@@ -23,8 +23,8 @@ import xlsxwriter  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from core import binding_import  # noqa: E402
 from core.auth.sessions import actor_for  # noqa: E402
+from core.bindings.imports import commit, judge, read
 from db.engine import get_engine  # noqa: E402
 from db.migrate import upgrade_to_head  # noqa: E402
 from db.models import Account, Binding, Branch, Role, Store, User  # noqa: E402
@@ -107,16 +107,16 @@ def main() -> None:
     for _ in range(2):  # parse and preview write nothing: best of two as well
         preview = parsed = None  # a real import holds one: the first run's is not kept through the second
         started = time.perf_counter()
-        parsed = binding_import.parse_sheet(data, "bench.xlsx")
+        parsed = read.parse_sheet(data, "bench.xlsx")
         parse_time = min(parse_time, time.perf_counter() - started)
         started = time.perf_counter()
         with Session(engine, expire_on_commit=False) as session:
-            preview = binding_import.preview(session=session, actor=actor, parsed=parsed)
+            preview = judge.preview(session=session, actor=actor, parsed=parsed)
         preview_time = min(preview_time, time.perf_counter() - started)
     assert preview.ok, [(r.row_number, r.errors) for r in preview.rows if r.errors][:5]
     started = time.perf_counter()
     with Session(engine, expire_on_commit=False) as session:
-        result = binding_import.commit(session=session, actor=actor, preview=preview)
+        result = commit.commit(session=session, actor=actor, preview=preview)
         session.commit()
     commit_time = time.perf_counter() - started
     ours = parse_time + preview_time + commit_time

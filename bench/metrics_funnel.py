@@ -46,10 +46,11 @@ sys.path.insert(0, str(ROOT))
 
 from sqlmodel import Session  # noqa: E402
 
-from core import metrics, tracking  # noqa: E402
+from base.config import get_settings
 from core.auth import api_keys  # noqa: E402
-from core.config import get_settings  # noqa: E402
-from core.permissions import system_actor  # noqa: E402
+from core.auth.permissions import system_actor
+from core.funnel import event_files, queries, rollup
+from core.funnel import intake as funnel_intake
 from db.engine import get_engine, session_scope  # noqa: E402
 from db.migrate import upgrade_to_head  # noqa: E402
 from tests.support.postgres import free_port  # noqa: E402
@@ -91,7 +92,7 @@ from core import metrics
 from db.engine import get_engine
 start = time.perf_counter()
 with Session(get_engine()) as session:
-    facts = metrics.refresh_rollup(session=session)["facts"]
+    facts = rollup.refresh_rollup(session=session)["facts"]
 # VmHWM: this process's own peak (ru_maxrss would start from the parent's size at fork).
 peak = next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:"))
 print(json.dumps({"facts": facts, "seconds": time.perf_counter() - start, "peak_mb": peak / 1024}))
@@ -278,13 +279,13 @@ def duckdb_figures(con: duckdb.DuckDBPyConnection, start_s: int, end_s: int, pla
 
 
 def compare(engine, con, label: str, first: date, last: date, platform: str | None) -> tuple[float, float, bool]:
-    filters = metrics.MetricsFilter(first, last, platform=platform)
+    filters = queries.MetricsFilter(first, last, platform=platform)
     with Session(engine) as session:
-        ours_s, rows = best_of(lambda: metrics.by_branch(session=session, actor=SYSTEM, filters=filters))
+        ours_s, rows = best_of(lambda: queries.by_branch(session=session, actor=SYSTEM, filters=filters))
     start_s = int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp()) - SHANGHAI
     end_s = int(datetime(last.year, last.month, last.day, tzinfo=UTC).timestamp()) - SHANGHAI + 86400
     duck_s, duck = best_of(lambda: duckdb_figures(con, start_s, end_s, platform))
-    steps = tracking.FUNNEL_STEPS if platform is None else tracking.FUNNEL_STEPS[:4]
+    steps = funnel_intake.FUNNEL_STEPS if platform is None else funnel_intake.FUNNEL_STEPS[:4]
     ours = {row.branch_id: {"open_stores": row.open_stores, "bound_stores": row.bound_stores,
                             **{step: row.funnel.count(step) for step in steps}} for row in rows}
     mismatches = [(b, k, ours[b].get(k, 0), v) for b, figures in duck.items() for k, v in figures.items()
@@ -296,9 +297,9 @@ def compare(engine, con, label: str, first: date, last: date, platform: str | No
 
 def compare_drill_down(engine, con, first: date, last: date, branch_id: int) -> None:
     """The store drill-down of one branch against DuckDB's per-store count."""
-    filters = metrics.MetricsFilter(first, last, branch_id)
+    filters = queries.MetricsFilter(first, last, branch_id)
     with Session(engine) as session:
-        ours_s, rows = best_of(lambda: metrics.by_store(session=session, actor=SYSTEM, filters=filters))
+        ours_s, rows = best_of(lambda: queries.by_store(session=session, actor=SYSTEM, filters=filters))
     start_s = int(datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp()) - SHANGHAI
     end_s = int(datetime(last.year, last.month, last.day, tzinfo=UTC).timestamp()) - SHANGHAI + 86400
     query = """
@@ -308,7 +309,7 @@ def compare_drill_down(engine, con, first: date, last: date, branch_id: int) -> 
         SELECT a.store_id, 'added', count(DISTINCT a.external) FROM adds a JOIN stores s ON s.id = a.store_id
         WHERE s.branch_id = ? AND a.occurred_s >= ? AND a.occurred_s < ? GROUP BY ALL"""
     duck_s, duck = best_of(lambda: con.execute(query, [branch_id, start_s, end_s] * 2).fetchall())
-    ours = {(row.store_id, step): row.funnel.count(step) for row in rows for step in tracking.FUNNEL_STEPS
+    ours = {(row.store_id, step): row.funnel.count(step) for row in rows for step in funnel_intake.FUNNEL_STEPS
             if row.funnel.count(step)}
     equal = ours == {(store, step): users for store, step, users in duck}
     print(f"  store drill-down of one branch ({len(rows)} stores), 30 days: console {ours_s * 1000:.0f} ms, "
@@ -388,10 +389,10 @@ def main() -> None:
     late = {"event_id": "late-1", "event": "order_result_view", "occurred_at": late_at.isoformat(),
             "user_key": regular, "crm_store_id": stores.crm_store_id.iat[0], "platform": "h5"}
     with session_scope(engine) as session:
-        tracking.ingest_events(session=session, actor=SYSTEM, events=[late])
+        funnel_intake.ingest_events(session=session, actor=SYSTEM, events=[late])
     with Session(engine) as session, timed("roll-up after one late event (25 days back), in this process") \
             as late_run:
-        metrics.refresh_rollup(session=session)
+        rollup.refresh_rollup(session=session)
     events = pd.concat([events, pd.DataFrame([{
         "event_id": "late-1", "event": "order_result_view", "occurred_s": int(late_at.timestamp()), "user_key": regular,
         "store_id": int(stores.id.iat[0]), "crm_store_id": stores.crm_store_id.iat[0],
@@ -400,18 +401,18 @@ def main() -> None:
 
     data = history_file(history)
     with timed(f"import a {len(data) / 1e6:,.0f} MB history file ({len(history):,} events) as the page does") as imp:
-        result = tracking.import_event_file(session_factory=lambda: session_scope(engine), actor=SYSTEM,
+        result = event_files.import_event_file(session_factory=lambda: session_scope(engine), actor=SYSTEM,
                                             stream=io.BytesIO(data), filename="history.csv")
     assert result.accepted == len(history) and not result.problems, (result.accepted, result.problems[:3])
     print(f"  history import: {len(history) / imp.seconds:,.0f} events/s")
     history_run = roll_up_in_child("roll-up after the history import")
 
     with Session(engine) as session:
-        from core.stores import branch_summaries
+        from core.directory.stores import branch_summaries
 
         binding_s, _ = best_of(lambda: branch_summaries(session=session, actor=SYSTEM))
-        filters = metrics.MetricsFilter(first_day, first_day + timedelta(days=29))
-        overall_s, _ = best_of(lambda: metrics.overall(session=session, actor=SYSTEM, filters=filters))
+        filters = queries.MetricsFilter(first_day, first_day + timedelta(days=29))
+        overall_s, _ = best_of(lambda: queries.overall(session=session, actor=SYSTEM, filters=filters))
 
     con = duckdb.connect()
     con.execute("SET threads = 2")

@@ -15,8 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlmodel import Session, select  # noqa: E402
 
 from bench.review_common import build  # noqa: E402
-from core import review  # noqa: E402
 from core.auth.sessions import actor_for  # noqa: E402
+from core.bindings import review
 from db.engine import get_engine  # noqa: E402
 from db.models import User  # noqa: E402
 

@@ -6,7 +6,7 @@ import random
 from sqlalchemy import insert
 from sqlmodel import Session
 
-from core.timeutil import utcnow
+from base.timeutil import utcnow
 from db.engine import get_engine
 from db.migrate import upgrade_to_head
 from db.models import Account, Binding, Branch, Store, User

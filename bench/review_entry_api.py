@@ -29,7 +29,7 @@ from sqlmodel import Session  # noqa: E402
 
 from bench.review_common import build  # noqa: E402
 from core.auth import api_keys  # noqa: E402
-from core.permissions import system_actor  # noqa: E402
+from core.auth.permissions import system_actor
 from db.engine import get_engine  # noqa: E402
 from db.models import Binding  # noqa: E402
 from tests.support.postgres import free_port  # noqa: E402

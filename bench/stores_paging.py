@@ -20,9 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from sqlalchemy import insert  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from core import overview, stores  # noqa: E402
-from core.permissions import SYSTEM  # noqa: E402
-from core.timeutil import utcnow  # noqa: E402
+from base.timeutil import utcnow
+from core import overview
+from core.auth.permissions import SYSTEM
+from core.directory import stores
 from db.engine import get_engine  # noqa: E402
 from db.migrate import upgrade_to_head  # noqa: E402
 from db.models import Account, Binding, Branch, Store  # noqa: E402

@@ -6,12 +6,12 @@ import logging
 import streamlit as st
 import streamlit.config
 
-from console.messages import t
+from base.config import get_settings
 from console.navigation import pages_for
 from console.ui.context import db, engine, logout_url, resolve_actor
 from core.auth.users import branch_code_of
-from core.config import get_settings
 from db.engine import DatabaseUnavailable, check_database
+from i18n import t
 
 log = logging.getLogger("console.app")
 
@@ -45,7 +45,7 @@ with st.sidebar:
         with db() as session:
             st.caption(t("nav.branch_scope", branch=branch_code_of(session, actor.branch_scope)))
     if actor.expires_at is not None:
-        from core.timeutil import format_display
+        from base.timeutil import format_display
 
         st.caption(t("nav.expires", date=format_display(actor.expires_at, "%Y-%m-%d")))
     # A same-tab link (st.link_button would open a new tab); the URL is ours, hex only.

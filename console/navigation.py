@@ -3,7 +3,7 @@ this per role on every rerun: a page the role may not use is never registered.""
 
 from dataclasses import dataclass
 
-from core.permissions import Actor, Capability
+from core.auth.permissions import Actor, Capability
 
 
 @dataclass(frozen=True)
@@ -19,8 +19,8 @@ class PageSpec:
 PAGES: list[PageSpec] = [
     PageSpec("../pages/overview.py", "overview", "overview.title", ":material/dashboard:", Capability.view_directory),
     PageSpec("../pages/stores.py", "stores", "stores.title", ":material/storefront:", Capability.view_directory),
-    PageSpec("../pages/bindings.py", "bindings", "review.title", ":material/fact_check:", Capability.view_directory),
-    PageSpec("../pages/accounts.py", "accounts", "accounts_page.title", ":material/badge:",
+    PageSpec("../pages/bindings.py", "bindings", "bindings.title", ":material/fact_check:", Capability.view_directory),
+    PageSpec("../pages/accounts.py", "accounts", "accounts.title", ":material/badge:",
              Capability.view_directory),
     PageSpec("../pages/binding_upload.py", "binding-upload", "binding_import.upload_title", ":material/upload_file:",
              Capability.upload_bindings),

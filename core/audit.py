@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from core.permissions import Actor, Capability, require
-from db.bulk import insert_many
+from core.auth.permissions import Actor, Capability, require
+from db.fastsql import insert_many
 from db.models import AuditEntry
 
 

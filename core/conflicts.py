@@ -9,7 +9,7 @@ from contextlib import contextmanager
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Session
 
-from core.errors import ConcurrentEdit
+from base.errors import ConcurrentEdit
 
 # PostgreSQL: serialization failure, deadlock, lock not available.
 _PG_LOCK_STATES = {"40001", "40P01", "55P03"}

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from core import entries, settings_store
-from core.permissions import Actor, Capability, require
+from core import settings_store
+from core.auth.permissions import Actor, Capability, require
+from core.bindings import entries
 from core.scheduling.lease import heartbeat_age_seconds
 from db.models import Account, AccountStatus, Binding, Store, StoreStatus
 

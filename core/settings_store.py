@@ -10,12 +10,12 @@ from typing import Any, Callable
 
 from sqlmodel import Session, select
 
+from base.config import get_settings
+from base.errors import InvalidInput, PermissionDenied
+from base.timeutil import utcnow
 from core import audit
+from core.auth.permissions import Actor, Capability, require
 from core.capacity.template import default_template
-from core.config import get_settings
-from core.errors import InvalidInput, PermissionDenied
-from core.permissions import Actor, Capability, require
-from core.timeutil import utcnow
 from db.models import SettingOverride
 
 

@@ -24,7 +24,7 @@ from openpyxl.reader.excel import ExcelReader
 from openpyxl.utils.datetime import from_excel
 from openpyxl.xml.constants import SHARED_STRINGS
 
-from core.errors import DomainError
+from base.errors import DomainError
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 100_000

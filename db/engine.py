@@ -8,7 +8,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
-from core.config import get_settings
+from base.config import get_settings
 
 
 class DatabaseUnavailable(RuntimeError):

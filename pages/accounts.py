@@ -1,20 +1,20 @@
 import pandas as pd
 import streamlit as st
 
-from console.messages import t
+from base.errors import ConcurrentEdit, DomainError
+from base.timeutil import format_display
 from console.ui.context import db, page_actor, show_error
 from console.ui.ticked_rows import TickedTable
 from console.ui.widgets import download_buttons, page_window, pager
-from core import accounts as account_service
 from core import settings_store
-from core.errors import ConcurrentEdit, DomainError
-from core.permissions import Capability
-from core.timeutil import format_display
+from core.auth.permissions import Capability
+from core.directory import accounts as account_service
 from db.models import AccountStatus
+from i18n import t
 
 actor = page_actor(Capability.view_directory)
 can_edit = actor.can(Capability.manage_accounts)
-st.title(t("accounts_page.title"))
+st.title(t("accounts.title"))
 TABLE_KEY = "accounts_table"
 # The account the edit form was opened with (values and version).
 BASIS_KEY = "accounts_edit_basis"
@@ -33,23 +33,23 @@ def account_frame(rows: list[account_service.AccountRow]) -> pd.DataFrame:
         "customer_count": r.customer_count, "capacity_limit": r.capacity_limit, "usage": round(r.usage * 100, 1),
         "store": f"{r.crm_store_id} {r.store_name}" if r.crm_store_id else "",
         "synced": format_display(r.count_synced_at), "sync_error": r.sync_error or "",
-    } for r in rows], columns=columns).rename(columns={c: t(f"accounts_page.col.{c}") for c in columns})
+    } for r in rows], columns=columns).rename(columns={c: t(f"accounts.col.{c}") for c in columns})
 
 
 cols = st.columns([2, 1, 1, 1])
-search = cols[0].text_input(t("accounts_page.search"), key="accounts_search")
+search = cols[0].text_input(t("accounts.search"), key="accounts_search")
 status_options = {None: t("common.all"), **{s.value: t(f"account_status.{s.value}") for s in AccountStatus}}
-status = cols[1].selectbox(t("accounts_page.filter.status"), list(status_options), format_func=status_options.get,
+status = cols[1].selectbox(t("accounts.filter.status"), list(status_options), format_func=status_options.get,
                            key="accounts_status")
-bound_options = {None: t("common.all"), True: t("accounts_page.bound.yes"), False: t("accounts_page.bound.no")}
-bound = cols[2].selectbox(t("accounts_page.filter.bound"), list(bound_options), format_func=bound_options.get,
+bound_options = {None: t("common.all"), True: t("accounts.bound.yes"), False: t("accounts.bound.no")}
+bound = cols[2].selectbox(t("accounts.filter.bound"), list(bound_options), format_func=bound_options.get,
                           key="accounts_bound")
 with db() as session:
     levels = settings_store.effective_all(session=session)
 usage_options = {None: t("common.all"), levels["capacity.warn_pct"]: f"≥ {levels['capacity.warn_pct']}%",
                  levels["capacity.critical_pct"]: f"≥ {levels['capacity.critical_pct']}%",
-                 100: t("accounts_page.full")}
-usage = cols[3].selectbox(t("accounts_page.filter.usage"), list(usage_options), format_func=usage_options.get,
+                 100: t("accounts.full")}
+usage = cols[3].selectbox(t("accounts.filter.usage"), list(usage_options), format_func=usage_options.get,
                           key="accounts_usage")
 filters = account_service.AccountFilter(status=status, bound=bound, usage_at_least_pct=usage, search=search)
 
@@ -62,7 +62,7 @@ with db() as session:
 table = TickedTable(TABLE_KEY, (filters, offset, limit), lambda seen, fresh: seen.account_id == fresh.account_id)
 picked, moved = table.ticked(rows) if can_edit else ([], [])
 if moved:
-    st.warning(t("accounts_page.selection_changed", account=moved[0].userid))
+    st.warning(t("accounts.selection_changed", account=moved[0].userid))
 if not rows:
     st.caption(t("common.no_rows"))
 table.render(account_frame(rows), rows, selectable=can_edit, hide_index=True, width="stretch",
@@ -73,31 +73,31 @@ pager(total, "accounts")
 def describe_changes(before: account_service.AccountRow, after: account_service.AccountRow) -> str:
     changes = []
     if before.status != after.status:
-        changes.append(t("accounts_page.change", field=t("accounts_page.col.status"),
+        changes.append(t("accounts.change", field=t("accounts.col.status"),
                          before=t(f"account_status.{before.status}"), after=t(f"account_status.{after.status}")))
     if before.capacity_limit != after.capacity_limit:
-        changes.append(t("accounts_page.change", field=t("accounts_page.col.capacity_limit"),
+        changes.append(t("accounts.change", field=t("accounts.col.capacity_limit"),
                          before=before.capacity_limit, after=after.capacity_limit))
-    return "；".join(changes) or t("accounts_page.change_none")
+    return "；".join(changes) or t("accounts.change_none")
 
 
 def edit_form(basis: account_service.AccountRow) -> None:
     """The edit form of one account, saved against the version it was opened with."""
     ref = basis.account_id
     limit_key, status_key = f"accounts_edit_limit_{ref}", f"accounts_edit_status_{ref}"
-    st.subheader(t("accounts_page.edit_title", userid=basis.userid, name=basis.name))
+    st.subheader(t("accounts.edit_title", userid=basis.userid, name=basis.name))
     conflict = st.session_state.pop(CONFLICT_KEY, None)
     if conflict:
         st.error(conflict)
     with st.form(f"accounts_edit_{ref}"):
-        new_limit = st.number_input(t("accounts_page.col.capacity_limit"), min_value=1,
+        new_limit = st.number_input(t("accounts.col.capacity_limit"), min_value=1,
                                     max_value=account_service.MAX_CAPACITY_LIMIT, value=basis.capacity_limit,
                                     step=100, key=limit_key)
         statuses = [s.value for s in AccountStatus]
-        new_status = st.selectbox(t("accounts_page.col.status"), statuses, index=statuses.index(basis.status),
+        new_status = st.selectbox(t("accounts.col.status"), statuses, index=statuses.index(basis.status),
                                   format_func=lambda s: t(f"account_status.{s}"), key=status_key)
         if new_status == AccountStatus.disabled and basis.crm_store_id:
-            st.caption(t("accounts_page.disable_note", store=basis.crm_store_id))
+            st.caption(t("accounts.disable_note", store=basis.crm_store_id))
         if not st.form_submit_button(t("common.save"), type="primary"):
             return
     try:
@@ -116,7 +116,7 @@ def edit_form(basis: account_service.AccountRow) -> None:
             show_error(reload_error)
             return
         # Show what the other operator changed, and reload the form with it.
-        st.session_state[CONFLICT_KEY] = t("accounts_page.conflict", userid=basis.userid,
+        st.session_state[CONFLICT_KEY] = t("accounts.conflict", userid=basis.userid,
                                            changes=describe_changes(basis, fresh))
         st.session_state[BASIS_KEY] = fresh
         del st.session_state[limit_key], st.session_state[status_key]
@@ -126,21 +126,21 @@ def edit_form(basis: account_service.AccountRow) -> None:
     else:
         table.clear()
         st.session_state.pop(BASIS_KEY, None)
-        st.session_state["accounts_flash"] = t("accounts_page.saved", userid=basis.userid)
+        st.session_state["accounts_flash"] = t("accounts.saved", userid=basis.userid)
         st.rerun()
 
 
 if can_edit:
     if not picked:
         st.session_state.pop(BASIS_KEY, None)
-        st.caption(t("accounts_page.pick_to_edit"))
+        st.caption(t("accounts.pick_to_edit"))
     else:
         basis = st.session_state.get(BASIS_KEY)
         if basis is None or basis.account_id != picked[0].account_id:
             basis = st.session_state[BASIS_KEY] = picked[0]
         edit_form(basis)
 
-if total and st.toggle(t("accounts_page.export"), key="accounts_export"):
+if total and st.toggle(t("accounts.export"), key="accounts_export"):
     with db() as session:
         all_rows, _ = account_service.search_accounts(session=session, actor=actor, filters=filters, limit=total)
     download_buttons(account_frame(all_rows), "accounts", "accounts_dl")

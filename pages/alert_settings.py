@@ -1,16 +1,16 @@
 import pandas as pd
 import streamlit as st
 
-from console.messages import t
+from base.errors import DomainError
+from base.timeutil import format_display
 from console.ui.context import db, page_actor, show_error
 from core import settings_store
 from core.alerts import channels as channel_service
+from core.auth.permissions import Capability
 from core.capacity import alert_settings
 from core.capacity.template import PLACEHOLDERS, default_template
 from core.capacity.usage import visible_branches
-from core.errors import DomainError
-from core.permissions import Capability
-from core.timeutil import format_display
+from i18n import t
 
 actor = page_actor(Capability.manage_alerts)
 st.title(t("alert_settings.title"))

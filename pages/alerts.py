@@ -4,16 +4,16 @@ import httpx
 import pandas as pd
 import streamlit as st
 
-from console.messages import t
+from base.config import get_settings
+from base.errors import DomainError
+from base.timeutil import display_zone, format_display
 from console.ui.context import db, page_actor, show_error
 from console.ui.widgets import page_window, pager
 from core.alerts import channels as channel_service
 from core.alerts import log as alert_log
-from core.config import get_settings
-from core.errors import DomainError
-from core.permissions import Capability
-from core.timeutil import display_zone, format_display
-from core.wecom.simulator import fetch_inbox
+from core.auth.permissions import Capability
+from demo.simulator import fetch_inbox
+from i18n import t
 
 actor = page_actor(Capability.manage_alerts)
 st.title(t("alerts.title"))

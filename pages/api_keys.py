@@ -1,12 +1,12 @@
 import pandas as pd
 import streamlit as st
 
-from console.messages import t
+from base.errors import DomainError
+from base.timeutil import format_display
 from console.ui.context import db, page_actor, show_error
 from core.auth import api_keys as api_key_service
-from core.errors import DomainError
-from core.permissions import Capability
-from core.timeutil import format_display
+from core.auth.permissions import Capability
+from i18n import t
 
 actor = page_actor(Capability.manage_users)
 st.title(t("api_keys.title"))

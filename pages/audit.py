@@ -3,12 +3,12 @@ from datetime import datetime, time, timedelta
 import pandas as pd
 import streamlit as st
 
-from console.messages import label, t
+from base.timeutil import format_display, to_storage
 from console.ui.context import db, page_actor
 from console.ui.widgets import download_buttons, page_window, pager
 from core import audit as audit_service
-from core.permissions import Capability
-from core.timeutil import format_display, to_storage
+from core.auth.permissions import Capability
+from i18n import label, t
 
 actor = page_actor(Capability.view_audit)
 st.title(t("audit.title"))

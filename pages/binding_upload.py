@@ -3,14 +3,14 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from console.messages import error_text, t
+from base.errors import ConcurrentEdit, DomainError
+from base.timeutil import format_display
 from console.ui.context import db, page_actor, show_error
 from console.ui.widgets import page_window, pager
-from core import binding_import as service
-from core import stores as store_service
-from core.errors import ConcurrentEdit, DomainError
-from core.permissions import Capability
-from core.timeutil import format_display
+from core.auth.permissions import Capability
+from core.bindings.imports import commit, judge, read, template
+from core.directory import stores as store_service
+from i18n import error_text, t
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 STATUSES = ["new", "changed", "unchanged", "error"]
@@ -38,7 +38,7 @@ else:
 
 
 def template_xlsx() -> bytes:
-    return service.template_xlsx(
+    return template.template_xlsx(
         branch_codes=template_codes, sheet_title=t("binding_import.template.sheet"),
         help_title=t("binding_import.template.help_sheet"), codes_title=t("binding_import.template.codes_sheet"),
         instructions=t("binding_import.template.help").split("\n"),
@@ -55,7 +55,7 @@ def template_xlsx() -> bytes:
 left, right = st.columns(2)
 left.download_button(t("binding_import.template_xlsx"), template_xlsx(), file_name="binding_template.xlsx",
                      mime=XLSX_MIME, key="bi_template_xlsx", on_click="ignore")
-right.download_button(t("binding_import.template_csv"), service.template_csv(), file_name="binding_template.csv",
+right.download_button(t("binding_import.template_csv"), template.template_csv(), file_name="binding_template.csv",
                       mime="text/csv", key="bi_template_csv", on_click="ignore")
 
 if branch_id is None:
@@ -73,9 +73,9 @@ cache_key = (hashlib.sha256(data).hexdigest(), upload.name, branch_id)
 cached = st.session_state.get("bi_preview")
 if cached is None or cached[0] != cache_key:
     try:
-        parsed = service.parse_sheet(data, upload.name)
+        parsed = read.parse_sheet(data, upload.name)
         with db() as session:
-            preview = service.preview(session=session, actor=actor, parsed=parsed, branch_id=branch_id)
+            preview = judge.preview(session=session, actor=actor, parsed=parsed, branch_id=branch_id)
     except DomainError as exc:
         st.session_state.pop("bi_preview", None)
         show_error(exc)
@@ -116,18 +116,18 @@ chosen = st.selectbox(t("binding_import.filter"), list(filters), format_func=fil
 shown = [r for r in preview.rows
          if chosen == "all" or (r.warnings if chosen == "warning" else r.status == chosen)]
 offset, limit = page_window("bi_rows")
-labels = {c.key: c.label for c in service.BINDING_COLUMNS}
+labels = {c.key: c.label for c in read.BINDING_COLUMNS}
 st.dataframe(pd.DataFrame([{
     t("binding_import.col.row"): r.row_number, t("binding_import.col.status"): t(f"binding_import.status.{r.status}"),
     **{labels[k]: r.values.get(k, "") for k in labels},
-    t("binding_import.col.previous"): r.previous_userid or "", t("binding_import.col.reason"): service.row_reasons(r),
+    t("binding_import.col.previous"): r.previous_userid or "", t("binding_import.col.reason"): template.row_reasons(r),
 } for r in shown[offset:offset + limit]]), hide_index=True, width="stretch")
 pager(len(shown), "bi_rows")
 
 if preview.error_count or preview.warning_count:
     report_key = ("bi_report", cache_key)
     if st.session_state.get("bi_report_key") != report_key:
-        st.session_state["bi_report"] = service.error_report_xlsx(preview)
+        st.session_state["bi_report"] = template.error_report_xlsx(preview)
         st.session_state["bi_report_key"] = report_key
     st.download_button(t("binding_import.error_report"), st.session_state["bi_report"],
                        file_name=f"{parsed.filename.rsplit('.', 1)[0]}_report.xlsx", mime=XLSX_MIME,
@@ -160,7 +160,7 @@ if preview.warning_count:
 if st.button(t("binding_import.commit"), type="primary", disabled=not confirmed, key="bi_commit"):
     try:
         with db() as session:
-            result = service.commit(session=session, actor=actor, preview=preview, confirm_warnings=confirmed)
+            result = commit.commit(session=session, actor=actor, preview=preview, confirm_warnings=confirmed)
     except ConcurrentEdit as exc:
         st.session_state["bi_stale"] = error_text(exc)
         st.rerun()

@@ -1,21 +1,21 @@
 import pandas as pd
 import streamlit as st
 
-from console.messages import error_text, t
+from base.errors import DomainError
+from base.timeutil import format_display
 from console.ui.context import db, page_actor, show_error
 from console.ui.ticked_rows import TickedTable
 from console.ui.widgets import download_buttons, page_window, pager
-from core import review
-from core import stores as store_service
-from core.entries import ACCOUNT_STANDBY, EntryReason
-from core.errors import DomainError
-from core.permissions import Capability
-from core.timeutil import format_display
+from core.auth.permissions import Capability
+from core.bindings import review
+from core.bindings.entries import ACCOUNT_STANDBY, EntryReason
+from core.directory import stores as store_service
 from db.models import AccountStatus
+from i18n import error_text, t
 
 actor = page_actor(Capability.view_directory)
 can_act = actor.can(Capability.review_entries)
-st.title(t("review.title"))
+st.title(t("bindings.title"))
 PENDING_KEY = "review_pending"
 # The confirmation names this many of the stores that change.
 STORES_LISTED = 20
@@ -24,11 +24,11 @@ flash = st.session_state.pop("review_flash", None)
 if flash:
     st.success(flash)
 if not can_act:
-    st.info(t("review.read_only"))
+    st.info(t("bindings.read_only"))
 
 
 def entry_text(reason: str | None) -> str:
-    return t("review.entry.visible") if reason is None else t(f"entry_reason.{reason}")
+    return t("bindings.entry.visible") if reason is None else t(f"entry_reason.{reason}")
 
 
 def store_names(items: list) -> str:
@@ -46,10 +46,10 @@ def binding_frame(rows: list[review.BindingRow]) -> pd.DataFrame:
         "wecom_name": r.wecom_name, "account_status": t(f"account_status.{r.account_status}"),
         "customer_count": r.customer_count, "capacity_limit": r.capacity_limit, "usage": round(r.usage * 100, 1),
         "flag": t("stores.entry.shown" if r.shown else "stores.entry.hidden"),
-        "review": t("review.state.pending") if r.reviewed_at is None else
-        t("review.state.reviewed_by", who=r.reviewed_by or "", at=format_display(r.reviewed_at)),
+        "review": t("bindings.state.pending") if r.reviewed_at is None else
+        t("bindings.state.reviewed_by", who=r.reviewed_by or "", at=format_display(r.reviewed_at)),
         "entry": entry_text(r.entry_reason), "started": format_display(r.started_at),
-    } for r in rows], columns=columns).rename(columns={c: t(f"review.col.{c}") for c in columns})
+    } for r in rows], columns=columns).rename(columns={c: t(f"bindings.col.{c}") for c in columns})
 
 
 def choose(label: str, options: dict, key: str, container):
@@ -60,15 +60,15 @@ def close_pending() -> None:
     st.session_state.pop(PENDING_KEY, None)
 
 
-@st.dialog(t("review.confirm_title"), on_dismiss=close_pending)
+@st.dialog(t("bindings.confirm_title"), on_dismiss=close_pending)
 def confirm_bulk(pending: dict) -> None:
     """The bulk confirmation: how many stores change and which, then all or nothing
     against the versions the operator saw."""
     shown = pending["shown"]
-    st.write(t("review.confirm_show" if shown else "review.confirm_hide",
+    st.write(t("bindings.confirm_show" if shown else "bindings.confirm_hide",
                selected=len(pending["versions"]), changing=pending["changing"]))
     if pending["stores"]:
-        st.write(t("review.confirm_stores", stores=pending["stores"]))
+        st.write(t("bindings.confirm_stores", stores=pending["stores"]))
     left, right = st.columns(2)
     if right.button(t("common.cancel"), key="review_cancel"):
         close_pending()
@@ -80,15 +80,15 @@ def confirm_bulk(pending: dict) -> None:
         except review.BulkRefused as exc:
             st.error(error_text(exc))
             st.dataframe(pd.DataFrame([{
-                t("review.col.crm_store_id"): p.crm_store_id, t("review.col.store_name"): p.store_name,
-                t("review.col.problem"): t(f"review.problem.{p.reason}"),
+                t("bindings.col.crm_store_id"): p.crm_store_id, t("bindings.col.store_name"): p.store_name,
+                t("bindings.col.problem"): t(f"bindings.problem.{p.reason}"),
             } for p in exc.problems]), hide_index=True, width="stretch")
         except DomainError as exc:
             show_error(exc)
         else:
             close_pending()
             table.clear()
-            st.session_state["review_flash"] = t("review.done_show" if shown else "review.done_hide",
+            st.session_state["review_flash"] = t("bindings.done_show" if shown else "bindings.done_hide",
                                                  changed=result.changed, unchanged=result.unchanged)
             st.rerun()
 
@@ -96,20 +96,20 @@ def confirm_bulk(pending: dict) -> None:
 with db() as session:
     branches = store_service.visible_branches(session=session, actor=actor)
 row1 = st.columns([2, 1, 1, 1, 1, 1])
-branch_id = choose(t("review.filter.branch"),
+branch_id = choose(t("bindings.filter.branch"),
                    {None: t("common.all"), **{b.id: f"{b.code} {b.name}" for b in branches}}, "review_branch", row1[0])
-review_state = choose(t("review.filter.review"), {None: t("common.all"), **{
-    s.value: t(f"review.state.{s.value}") for s in review.ReviewState}}, "review_state", row1[1])
-shown_flag = choose(t("review.filter.flag"), {None: t("common.all"), True: t("stores.entry.shown"),
+review_state = choose(t("bindings.filter.review"), {None: t("common.all"), **{
+    s.value: t(f"bindings.state.{s.value}") for s in review.ReviewState}}, "review_state", row1[1])
+shown_flag = choose(t("bindings.filter.flag"), {None: t("common.all"), True: t("stores.entry.shown"),
                                               False: t("stores.entry.hidden")}, "review_flag", row1[2])
-account_status = choose(t("review.filter.account_status"), {None: t("common.all"), **{
+account_status = choose(t("bindings.filter.account_status"), {None: t("common.all"), **{
     s.value: t(f"account_status.{s.value}") for s in AccountStatus}}, "review_account_status", row1[3])
-usage_band = choose(t("review.filter.usage"), {None: t("common.all"), **{
-    b.value: t(f"review.usage.{b.value}") for b in review.UsageBand}}, "review_usage", row1[4])
+usage_band = choose(t("bindings.filter.usage"), {None: t("common.all"), **{
+    b.value: t(f"bindings.usage.{b.value}") for b in review.UsageBand}}, "review_usage", row1[4])
 entry_reasons = [r.value for r in EntryReason if r != EntryReason.no_binding] + [ACCOUNT_STANDBY]
-entry_state = choose(t("review.filter.entry"), {None: t("common.all"), "visible": t("review.entry.visible"), **{
+entry_state = choose(t("bindings.filter.entry"), {None: t("common.all"), "visible": t("bindings.entry.visible"), **{
     r: t(f"entry_reason.{r}") for r in entry_reasons}}, "review_entry", row1[5])
-search = st.text_input(t("review.search"), key="review_search")
+search = st.text_input(t("bindings.search"), key="review_search")
 filters = review.BindingFilter(branch_id=branch_id, review=review_state, shown=shown_flag,
                                account_status=account_status, usage_band=usage_band, entry=entry_state,
                                search=search)
@@ -128,7 +128,7 @@ table = TickedTable("review_table", (filters, offset, limit),
                     lambda seen, fresh: (seen.binding_id, seen.version) == (fresh.binding_id, fresh.version))
 selected, changed = table.ticked(rows)
 if changed:
-    st.warning(t("review.selection_changed", count=len(changed), stores=store_names(changed)))
+    st.warning(t("bindings.selection_changed", count=len(changed), stores=store_names(changed)))
 if not rows:
     st.caption(t("common.no_rows"))
 table.render(binding_frame(rows), rows, hide_index=True, width="stretch",
@@ -136,14 +136,14 @@ table.render(binding_frame(rows), rows, hide_index=True, width="stretch",
 pager(total, "review")
 
 if can_act:
-    st.caption(t("review.selected", count=len(selected)))
-    all_matching = st.checkbox(t("review.all_matching", total=total), key="review_all_matching")
+    st.caption(t("bindings.selected", count=len(selected)))
+    all_matching = st.checkbox(t("bindings.all_matching", total=total), key="review_all_matching")
     show_col, hide_col = st.columns(2)
     wanted = None
-    if show_col.button(t("review.show_selected"), type="primary", key="review_bulk_show",
+    if show_col.button(t("bindings.show_selected"), type="primary", key="review_bulk_show",
                        disabled=not selected and not all_matching):
         wanted = True
-    if hide_col.button(t("review.hide_selected"), key="review_bulk_hide", disabled=not selected and not all_matching):
+    if hide_col.button(t("bindings.hide_selected"), key="review_bulk_hide", disabled=not selected and not all_matching):
         wanted = False
     if wanted is not None and (selected or all_matching):
         if all_matching:
@@ -164,43 +164,43 @@ if len(selected) == 1:
     # binding named in the heading, at the version shown in the table.
     row = selected[0]
     ref = row.binding_id
-    st.subheader(t("review.row_title", store=row.crm_store_id, name=row.store_name))
-    tabs = st.tabs([t("review.tab.history"), *([t("review.tab.replace"), t("review.tab.unbind")] if can_act else [])])
+    st.subheader(t("bindings.row_title", store=row.crm_store_id, name=row.store_name))
+    tabs = st.tabs([t("bindings.tab.history"), *([t("bindings.tab.replace"), t("bindings.tab.unbind")] if can_act else [])])
     with tabs[0]:
         with db() as session:
             history = review.store_history(session=session, actor=actor, store_id=row.store_id)
         history_frame = pd.DataFrame([{
-            t("review.col.wecom_userid"): h.wecom_userid, t("review.col.wecom_name"): h.wecom_name,
-            t("review.col.started"): format_display(h.started_at),
-            t("review.col.flag"): t("stores.entry.shown" if h.shown else "stores.entry.hidden"),
-            t("review.col.review"): format_display(h.reviewed_at) + (f" {h.reviewed_by}" if h.reviewed_by else ""),
-            t("review.col.ended"): format_display(h.ended_at),
-            t("review.col.end_reason"): t(f"end_reason.{h.end_reason}") if h.end_reason else t("review.current"),
-            t("review.col.ended_by"): h.ended_by or "",
+            t("bindings.col.wecom_userid"): h.wecom_userid, t("bindings.col.wecom_name"): h.wecom_name,
+            t("bindings.col.started"): format_display(h.started_at),
+            t("bindings.col.flag"): t("stores.entry.shown" if h.shown else "stores.entry.hidden"),
+            t("bindings.col.review"): format_display(h.reviewed_at) + (f" {h.reviewed_by}" if h.reviewed_by else ""),
+            t("bindings.col.ended"): format_display(h.ended_at),
+            t("bindings.col.end_reason"): t(f"end_reason.{h.end_reason}") if h.end_reason else t("bindings.current"),
+            t("bindings.col.ended_by"): h.ended_by or "",
         } for h in history])
         st.dataframe(history_frame, hide_index=True, width="stretch")
     if can_act:
         with tabs[1]:
-            wanted_account = st.text_input(t("review.replace.search"), key=f"review_replace_search_{ref}")
+            wanted_account = st.text_input(t("bindings.replace.search"), key=f"review_replace_search_{ref}")
             with db() as session:
                 candidates, candidate_total = review.replacement_candidates(session=session, actor=actor,
                                                                             search=wanted_account)
             if candidate_total > len(candidates):
-                st.caption(t("review.replace.candidates_cut", total=candidate_total, listed=len(candidates)))
-            options = {"": t("review.replace.new_userid"), **{
-                a.userid: t("review.replace.candidate", userid=a.userid, name=a.name,
+                st.caption(t("bindings.replace.candidates_cut", total=candidate_total, listed=len(candidates)))
+            options = {"": t("bindings.replace.new_userid"), **{
+                a.userid: t("bindings.replace.candidate", userid=a.userid, name=a.name,
                             status=t(f"account_status.{a.status}"), count=a.customer_count, limit=a.capacity_limit)
                 for a in candidates}}
             with st.form(f"review_replace_{ref}", clear_on_submit=True):
-                picked = st.selectbox(t("review.replace.pick"), list(options), format_func=options.get,
+                picked = st.selectbox(t("bindings.replace.pick"), list(options), format_func=options.get,
                                       key=f"review_replace_pick_{ref}")
-                typed = st.text_input(t("review.replace.userid"), key=f"review_replace_userid_{ref}")
-                name = st.text_input(t("review.replace.name"), key=f"review_replace_name_{ref}")
-                show_now = st.checkbox(t("review.replace.show_now"), key=f"review_replace_show_now_{ref}")
-                if st.form_submit_button(t("review.replace.submit"), type="primary"):
+                typed = st.text_input(t("bindings.replace.userid"), key=f"review_replace_userid_{ref}")
+                name = st.text_input(t("bindings.replace.name"), key=f"review_replace_name_{ref}")
+                show_now = st.checkbox(t("bindings.replace.show_now"), key=f"review_replace_show_now_{ref}")
+                if st.form_submit_button(t("bindings.replace.submit"), type="primary"):
                     userid = picked or typed
                     if not userid.strip():
-                        st.error(t("review.replace.userid_required"))
+                        st.error(t("bindings.replace.userid_required"))
                     else:
                         try:
                             with db() as session:
@@ -211,13 +211,13 @@ if len(selected) == 1:
                             show_error(exc)
                         else:
                             table.clear()
-                            st.session_state["review_flash"] = t("review.replace.done", store=row.crm_store_id,
+                            st.session_state["review_flash"] = t("bindings.replace.done", store=row.crm_store_id,
                                                                  userid=userid.strip())
                             st.rerun()
         with tabs[2]:
-            st.warning(t("review.unbind.warning", store=row.crm_store_id, userid=row.wecom_userid))
-            sure = st.checkbox(t("review.unbind.confirm"), key=f"review_unbind_sure_{ref}")
-            if st.button(t("review.unbind.submit"), disabled=not sure, key=f"review_unbind_{ref}"):
+            st.warning(t("bindings.unbind.warning", store=row.crm_store_id, userid=row.wecom_userid))
+            sure = st.checkbox(t("bindings.unbind.confirm"), key=f"review_unbind_sure_{ref}")
+            if st.button(t("bindings.unbind.submit"), disabled=not sure, key=f"review_unbind_{ref}"):
                 try:
                     with db() as session:
                         review.unbind(session=session, actor=actor, binding_id=row.binding_id,
@@ -226,10 +226,10 @@ if len(selected) == 1:
                     show_error(exc)
                 else:
                     table.clear()
-                    st.session_state["review_flash"] = t("review.unbind.done", store=row.crm_store_id)
+                    st.session_state["review_flash"] = t("bindings.unbind.done", store=row.crm_store_id)
                     st.rerun()
 
-if total and st.toggle(t("review.export"), key="review_export"):
+if total and st.toggle(t("bindings.export"), key="review_export"):
     with db() as session:
         all_rows, _ = review.search_bindings(session=session, actor=actor, filters=filters, limit=total)
     download_buttons(binding_frame(all_rows), "bindings", "review_dl")

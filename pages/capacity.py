@@ -2,16 +2,16 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from console.messages import CATALOG, LANGUAGE, t
+from base.errors import DomainError
+from base.timeutil import format_display, to_display
 from console.ui.context import db, page_actor, show_error
 from console.ui.widgets import download_buttons, page_window, pager
+from core.auth.permissions import Capability
 from core.capacity import usage as usage_service
 from core.capacity.evaluate import thresholds
 from core.capacity.jobs import SYNC_JOB
-from core.errors import DomainError
-from core.permissions import Capability
 from core.scheduling import jobs, lease
-from core.timeutil import format_display, to_display
+from i18n import CATALOG, LANGUAGE, t
 
 actor = page_actor(Capability.view_directory)
 st.title(t("capacity.title"))

@@ -4,18 +4,19 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from console.messages import t
+from base.errors import DomainError
+from base.timeutil import display_zone
 from console.ui.context import db, page_actor, show_error
-from core import metrics, stores as store_service, tracking
-from core.errors import DomainError
+from core.auth.permissions import Capability
+from core.directory import stores as store_service
 from core.exports import to_csv_bytes, to_xlsx_bytes
-from core.permissions import Capability
-from core.timeutil import display_zone
+from core.funnel import event_files, intake, queries, rollup
+from i18n import t
 
 actor = page_actor(Capability.view_metrics)
 st.title(t("funnel.title"))
 
-STEPS = list(tracking.FUNNEL_STEPS)
+STEPS = list(intake.FUNNEL_STEPS)
 RATES = (("binding_rate", "funnel.kpi.binding_rate"), ("entry_ctr", "funnel.kpi.entry_ctr"),
          ("add_click_rate", "funnel.kpi.add_click_rate"), ("add_rate", "funnel.kpi.add_rate"))
 
@@ -28,11 +29,11 @@ def shown_pct(value: float | None) -> str:
     return t("common.none") if value is None else f"{value:.1%}"
 
 
-def rate_of(figures: metrics.ScopeFigures, name: str) -> float | None:
+def rate_of(figures: queries.ScopeFigures, name: str) -> float | None:
     return figures.binding_rate if name == "binding_rate" else getattr(figures.funnel, name)
 
 
-def figures_frame(rows: list[metrics.ScopeFigures], stores: bool) -> pd.DataFrame:
+def figures_frame(rows: list[queries.ScopeFigures], stores: bool) -> pd.DataFrame:
     records = []
     for row in rows:
         record = ({t("funnel.col.crm_store_id"): row.key, t("funnel.col.store_name"): row.name,
@@ -70,30 +71,30 @@ if branch_id is not None:
     store_options.update({r.store_id: f"{r.crm_store_id} {r.name}" for r in branch_stores})
 store_id = cols[3].selectbox(t("funnel.filter.store"), list(store_options), format_func=store_options.get,
                              key="funnel_store")
-platform_options = {None: t("common.all"), **{p: t(f"platform.{p}") for p in tracking.PLATFORMS}}
+platform_options = {None: t("common.all"), **{p: t(f"platform.{p}") for p in intake.PLATFORMS}}
 platform = cols[4].selectbox(t("funnel.filter.platform"), list(platform_options), format_func=platform_options.get,
                              key="funnel_platform")
-filters = metrics.MetricsFilter(start, end, branch_id, store_id, platform)
+filters = queries.MetricsFilter(start, end, branch_id, store_id, platform)
 branch_codes = {b.id: b.code for b in branches}
 store_codes = {r.store_id: r.crm_store_id for r in branch_stores} if branch_id is not None else {}
 
 try:
     with db() as session:
-        pending = metrics.pending(session=session)
-        zone_change = metrics.zone_change(session=session)
-        zone = metrics.recorded_zone(session=session)
-        current = metrics.overall(session=session, actor=actor, filters=filters)
-        before = metrics.previous_period(session=session, actor=actor, filters=filters)
-        trend = metrics.daily(session=session, actor=actor, filters=filters)
-        branch_rows = [] if store_id is not None else metrics.by_branch(session=session, actor=actor,
+        pending = rollup.pending(session=session)
+        zone_change = rollup.zone_change(session=session)
+        zone = rollup.recorded_zone(session=session)
+        current = queries.overall(session=session, actor=actor, filters=filters)
+        before = queries.previous_period(session=session, actor=actor, filters=filters)
+        trend = queries.daily(session=session, actor=actor, filters=filters)
+        branch_rows = [] if store_id is not None else queries.by_branch(session=session, actor=actor,
                                                                         filters=filters)
-        unattributed = metrics.unattributed_adds(session=session, actor=actor, filters=filters)
+        unattributed = queries.unattributed_adds(session=session, actor=actor, filters=filters)
 except DomainError as exc:
     show_error(exc)
     st.stop()
 
-if pending.facts >= metrics.PENDING_COUNT_CAP:
-    st.info(t("funnel.pending_many", facts=metrics.PENDING_COUNT_CAP))
+if pending.facts >= rollup.PENDING_COUNT_CAP:
+    st.info(t("funnel.pending_many", facts=rollup.PENDING_COUNT_CAP))
 elif pending.facts:
     st.info(t("funnel.pending", facts=pending.facts))
 if pending.moved_stores:
@@ -151,7 +152,7 @@ with right:
         st.caption(t("funnel.today_partial"))
 
 
-def downloads(frame: pd.DataFrame, table: str, title_key: str, shown: metrics.MetricsFilter, key: str) -> None:
+def downloads(frame: pd.DataFrame, table: str, title_key: str, shown: queries.MetricsFilter, key: str) -> None:
     """xlsx and CSV (utf-8-sig) of a table, named after and headed by the filters applied."""
     branch_label = branch_options.get(shown.branch_id) if shown.branch_id is not None else t("common.all")
     store_label = store_options.get(shown.store_id) if shown.store_id is not None else t("funnel.filter.all_stores")
@@ -161,7 +162,7 @@ def downloads(frame: pd.DataFrame, table: str, title_key: str, shown: metrics.Me
                                            end=shown.end.isoformat(), zone=zone)),
               (t("funnel.export.branch"), branch_label), (t("funnel.export.store"), store_label),
               (t("funnel.export.platform"), platform_options[shown.platform])]
-    name = metrics.export_name(table, shown, branch_code=branch_codes.get(shown.branch_id),
+    name = queries.export_name(table, shown, branch_code=branch_codes.get(shown.branch_id),
                                crm_store_id=store_codes.get(shown.store_id))
     xlsx_column, csv_column = st.columns(2)
     xlsx_column.download_button(t("common.download_xlsx"),
@@ -183,10 +184,10 @@ if branch_rows:
     drill = st.selectbox(t("funnel.drill"), list(drill_options), format_func=drill_options.get, index=default,
                          key="funnel_drill")
     if drill is not None:
-        drilled = metrics.MetricsFilter(start, end, drill, None, platform)
+        drilled = queries.MetricsFilter(start, end, drill, None, platform)
         try:
             with db() as session:
-                store_rows = metrics.by_store(session=session, actor=actor, filters=drilled)
+                store_rows = queries.by_store(session=session, actor=actor, filters=drilled)
         except DomainError as exc:
             show_error(exc)
         else:
@@ -206,7 +207,7 @@ if actor.can(Capability.import_events):
         if upload is not None and st.button(t("funnel.import_button"), type="primary", key="funnel_import"):
             bar = st.progress(0.0)
             try:
-                result = tracking.import_event_file(
+                result = event_files.import_event_file(
                     session_factory=db, actor=actor, stream=upload, filename=upload.name,
                     progress=lambda lines, share: bar.progress(share, text=t("funnel.import_progress", lines=lines,
                                                                               percent=share)))

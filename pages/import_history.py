@@ -1,20 +1,20 @@
 import pandas as pd
 import streamlit as st
 
-from console.messages import error_text, t
+from base.errors import DomainError
+from base.timeutil import format_display
 from console.ui.context import db, page_actor, show_error
 from console.ui.widgets import download_buttons, page_window, pager
-from core import binding_import as service
-from core.errors import DomainError
-from core.permissions import Capability
-from core.timeutil import format_display
+from core.auth.permissions import Capability
+from core.bindings.imports import history, read
+from i18n import error_text, t
 
 actor = page_actor(Capability.upload_bindings)
 st.title(t("binding_import.history_title"))
 
 offset, limit = page_window("imports", 25)
 with db() as session:
-    batches, total = service.list_imports(session=session, actor=actor, offset=offset, limit=limit)
+    batches, total = history.list_imports(session=session, actor=actor, offset=offset, limit=limit)
 if not total:
     st.info(t("binding_import.history.none"))
     st.stop()
@@ -44,11 +44,11 @@ outcomes = {None: t("binding_import.filter.all"),
 outcome = st.selectbox(t("binding_import.filter"), list(outcomes), format_func=outcomes.get, key="imports_outcome")
 
 
-def rows_frame(rows: list[service.ImportedRow]) -> pd.DataFrame:
+def rows_frame(rows: list[history.ImportedRow]) -> pd.DataFrame:
     return pd.DataFrame([{
         t("binding_import.col.row"): r.row_number, t("binding_import.col.status"): t(f"binding_import.status.{r.outcome}"),
-        service.LABELS["crm_store_id"]: r.crm_store_id, service.LABELS["store_name"]: r.store_name,
-        service.LABELS["wecom_userid"]: r.wecom_userid, service.LABELS["wecom_name"]: r.wecom_name,
+        read.LABELS["crm_store_id"]: r.crm_store_id, read.LABELS["store_name"]: r.store_name,
+        read.LABELS["wecom_userid"]: r.wecom_userid, read.LABELS["wecom_name"]: r.wecom_name,
         t("binding_import.col.previous"): r.previous_userid or "",
         t("binding_import.col.reason"): "；".join(error_text(DomainError(w.key, **w.params)) for w in r.warnings),
     } for r in rows])
@@ -57,7 +57,7 @@ def rows_frame(rows: list[service.ImportedRow]) -> pd.DataFrame:
 row_offset, row_limit = page_window("import_rows")
 try:
     with db() as session:
-        rows, row_total = service.import_rows(session=session, actor=actor, import_id=import_id, outcome=outcome,
+        rows, row_total = history.import_rows(session=session, actor=actor, import_id=import_id, outcome=outcome,
                                               offset=row_offset, limit=row_limit)
 except DomainError as exc:
     show_error(exc)
@@ -66,6 +66,6 @@ st.dataframe(rows_frame(rows), hide_index=True, width="stretch")
 pager(row_total, "import_rows")
 if st.toggle(t("common.download_xlsx") + " / CSV", key="import_rows_export"):
     with db() as session:
-        all_rows, _ = service.import_rows(session=session, actor=actor, import_id=import_id, outcome=outcome,
+        all_rows, _ = history.import_rows(session=session, actor=actor, import_id=import_id, outcome=outcome,
                                           limit=row_total)
     download_buttons(rows_frame(all_rows), f"import_{import_id}", "import_rows_dl")

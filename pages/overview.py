@@ -1,12 +1,12 @@
 import pandas as pd
 import streamlit as st
 
-from console.messages import t
 from console.ui.context import db, page_actor
-from core import overview as overview_service
-from core import stores as store_service
-from core.permissions import Capability
 from console.web.health import STALE_AFTER_SECONDS
+from core import overview as overview_service
+from core.auth.permissions import Capability
+from core.directory import stores as store_service
+from i18n import t
 
 actor = page_actor(Capability.view_directory)
 st.title(t("overview.title"))

@@ -1,12 +1,12 @@
 import pandas as pd
 import streamlit as st
 
-from console.messages import t
+from base.errors import DomainError
 from console.ui.context import db, page_actor, show_error
 from console.ui.widgets import download_buttons, page_window, pager
-from core import stores as store_service
-from core.errors import DomainError
-from core.permissions import Capability
+from core.auth.permissions import Capability
+from core.directory import stores as store_service
+from i18n import t
 
 actor = page_actor(Capability.view_directory)
 st.title(t("stores.title"))
@@ -17,7 +17,7 @@ def store_frame(rows: list[store_service.StoreListRow]) -> pd.DataFrame:
         t("stores.col.crm_store_id"): r.crm_store_id, t("stores.col.name"): r.name,
         t("stores.col.branch"): r.branch_name, t("stores.col.status"): t(f"store_status.{r.status}"),
         t("stores.col.wecom_userid"): r.wecom_userid or "", t("stores.col.wecom_name"): r.wecom_name or "",
-        t("stores.col.entry"): t("review.entry.visible") if r.entry_reason is None else t(f"entry_reason.{r.entry_reason}"),
+        t("stores.col.entry"): t("bindings.entry.visible") if r.entry_reason is None else t(f"entry_reason.{r.entry_reason}"),
     } for r in rows], columns=[t(k) for k in ("stores.col.crm_store_id", "stores.col.name", "stores.col.branch",
                                               "stores.col.status", "stores.col.wecom_userid",
                                               "stores.col.wecom_name", "stores.col.entry")])

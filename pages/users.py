@@ -3,14 +3,14 @@ from datetime import date, datetime, time
 import pandas as pd
 import streamlit as st
 
-from console.messages import t
+from base.errors import DomainError
+from base.timeutil import format_display, to_display, to_storage
 from console.ui.context import db, page_actor, show_error
-from core import stores as store_service
 from core.auth import users as user_service
-from core.errors import DomainError
-from core.permissions import Capability
-from core.timeutil import format_display, to_display, to_storage
+from core.auth.permissions import Capability
+from core.directory import stores as store_service
 from db.models import Role
+from i18n import t
 
 actor = page_actor(Capability.manage_users)
 st.title(t("users.title"))

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session
 
+from base.config import get_settings
 from core.auth import sessions
 from core.auth.passwords import hash_password
-from core.config import get_settings
-from core.permissions import Actor
+from core.auth.permissions import Actor
 from db.engine import get_engine
 from db.migrate import upgrade_to_head
 from db.models import Branch, Role, Store, User
@@ -202,7 +202,7 @@ def console_server(db_url: str, tmp_path: Path):
 def api_key(session: Session) -> str:
     """A live API key named "App backend", as the App backend would hold it."""
     from core.auth import api_keys
-    from core.permissions import system_actor
+    from core.auth.permissions import system_actor
 
     _row, plain = api_keys.create_api_key(session=session, actor=system_actor("test"), name="App backend")
     session.commit()

@@ -6,7 +6,7 @@ import importlib
 import logging
 import sys
 
-from core.errors import DomainError
+from base.errors import DomainError
 from db.engine import DatabaseUnavailable
 
 COMMAND_MODULES = [
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except DomainError as exc:
-        from console.messages import error_text
+        from i18n import error_text
 
         print(f"error: {error_text(exc)}", file=sys.stderr)
         return 1

@@ -3,10 +3,10 @@
 import sys
 from pathlib import Path
 
-from console.messages import error_text, t
-from core import binding_import
-from core.errors import DomainError
+from base.errors import DomainError
+from core.bindings.imports import commit, judge, read
 from db.engine import check_database, get_engine, session_scope
+from i18n import error_text, t
 
 
 def register(subparsers) -> None:
@@ -18,7 +18,7 @@ def register(subparsers) -> None:
     p.set_defaults(handler=cmd_import_bindings)
 
 
-def _reason(issue: binding_import.RowIssue) -> str:
+def _reason(issue: judge.RowIssue) -> str:
     return error_text(DomainError(issue.key, **issue.params))
 
 
@@ -29,10 +29,10 @@ def cmd_import_bindings(args) -> int:
     except OSError as exc:
         print(f"error: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
-    parsed = binding_import.parse_sheet(data, args.file.name)
+    parsed = read.parse_sheet(data, args.file.name)
     with session_scope() as session:
-        actor = binding_import.actor_for_username(session=session, username=args.user)
-        preview = binding_import.preview(session=session, actor=actor, parsed=parsed)
+        actor = commit.actor_for_username(session=session, username=args.user)
+        preview = judge.preview(session=session, actor=actor, parsed=parsed)
     for row in preview.rows:
         for issue in row.errors:
             print(f"row {row.row_number}: {_reason(issue)}", file=sys.stderr)
@@ -58,7 +58,7 @@ def cmd_import_bindings(args) -> int:
         return 0
     with session_scope() as session:
         # Warnings were printed above; running the command is the operator's confirmation.
-        result = binding_import.commit(session=session, actor=actor, preview=preview, confirm_warnings=True)
+        result = commit.commit(session=session, actor=actor, preview=preview, confirm_warnings=True)
     print(f"imported batch #{result.import_id}: {figures}")
     print(t("binding_import.committed", new=result.new_count, changed=result.changed_count,
             unchanged=result.unchanged_count, accounts=result.accounts_created))

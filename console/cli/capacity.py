@@ -6,15 +6,15 @@ import threading
 
 from sqlmodel import col, select
 
+from base.config import get_settings
 from core import settings_store
 from core.alerts import channels
+from core.auth.permissions import system_actor
 from core.capacity.placement import placements
 from core.capacity.rules import usage_pct
-from core.config import get_settings
-from core.permissions import system_actor
-from core.wecom.simulator import WeComSimulator
 from db.engine import check_database, get_engine, session_scope
 from db.models import Account, AccountStatus, AlertChannel
+from demo.simulator import WeComSimulator
 
 CLI_ACTOR = system_actor("cli")
 

@@ -6,8 +6,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from core import entries
-from core.permissions import system_actor
+from core.auth.permissions import system_actor
+from core.bindings import entries
 from db.engine import check_database, get_engine, session_scope
 
 CLI_ACTOR = system_actor("cli")

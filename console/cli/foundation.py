@@ -5,14 +5,15 @@ import sys
 from datetime import date, datetime, time
 from pathlib import Path
 
-from console.messages import t
-from core import demo, stores
+from base.timeutil import to_storage
 from core.auth import api_keys, users
 from core.auth.passwords import generate_password
-from core.permissions import system_actor
-from core.timeutil import to_storage
+from core.auth.permissions import system_actor
+from core.directory import stores
 from db.engine import check_database, get_engine, session_scope
 from db.migrate import upgrade_to_head
+from demo import seed as demo
+from i18n import t
 
 CLI_ACTOR = system_actor("cli")
 

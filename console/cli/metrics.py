@@ -7,9 +7,9 @@ import json
 import sys
 from datetime import date
 
-from core import metrics
+from core.auth.permissions import system_actor
 from core.exports import neutralise
-from core.permissions import system_actor
+from core.funnel import queries, rollup
 from db.engine import check_database, get_engine, session_scope
 
 CLI_ACTOR = system_actor("cli")
@@ -38,10 +38,10 @@ def cmd_metrics(args) -> int:
     check_database(get_engine())
     with session_scope() as session:
         # Take in facts the sidecar has not rolled up yet, so a script reads the latest figures.
-        metrics.refresh_rollup(session=session)
+        rollup.refresh_rollup(session=session)
     with session_scope() as session:
-        figures = metrics.report(session=session, actor=CLI_ACTOR, start=start, end=end, branch_code=args.branch)
-        change = metrics.zone_change(session=session)
+        figures = queries.report(session=session, actor=CLI_ACTOR, start=start, end=end, branch_code=args.branch)
+        change = rollup.zone_change(session=session)
     if change:
         print(f"warning: days are cut at midnight in {change.recorded} (the zone the facts were recorded in), "
               f"not in CONSOLE_TIMEZONE={change.configured}; run `python -m console rebuild-funnel` to recut them",
@@ -61,10 +61,10 @@ def cmd_metrics(args) -> int:
 def cmd_rebuild_funnel(_args) -> int:
     check_database(get_engine())
     with session_scope() as session:
-        figures = metrics.rebuild_funnel(session=session, actor=CLI_ACTOR)
+        figures = rollup.rebuild_funnel(session=session, actor=CLI_ACTOR)
     print(f"recut {figures['facts']:,} funnel facts from {figures['events']:,} tracking events and "
           f"{figures['adds']:,} added customers; rolling up …", flush=True)
     with session_scope() as session:
-        rolled = metrics.refresh_rollup(session=session)
+        rolled = rollup.refresh_rollup(session=session)
     print(f"done: {rolled['facts']:,} facts rolled up")
     return 0

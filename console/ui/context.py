@@ -1,19 +1,18 @@
 """Who is looking at the page, resolved from the session cookie on every rerun,
 and the permission check every page makes again before it renders."""
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
 import streamlit as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from console.messages import error_text, t
+from base.errors import DomainError
 from console.web.cookies import SESSION_COOKIE, logout_token, unsign_session
 from core.auth import sessions
-from core.errors import DomainError
-from core.permissions import Actor, Capability
-from db.engine import get_engine
+from core.auth.permissions import Actor, Capability
+from db.engine import get_engine, session_scope
+from i18n import error_text, t
 
 ACTOR_KEY = "_actor"
 
@@ -24,16 +23,9 @@ def engine() -> Engine:
     return get_engine()
 
 
-@contextmanager
-def db() -> Iterator[Session]:
-    """A session for one action: committed on success, rolled back on error."""
-    with Session(engine(), expire_on_commit=False) as session:
-        try:
-            yield session
-            session.commit()
-        except BaseException:
-            session.rollback()
-            raise
+def db() -> AbstractContextManager[Session]:
+    """A session for one action on the process's engine: committed on success, rolled back on error."""
+    return session_scope(engine())
 
 
 def read_session_token() -> str | None:

@@ -5,8 +5,8 @@ import math
 import pandas as pd
 import streamlit as st
 
-from console.messages import t
 from core.exports import to_csv_bytes, to_xlsx_bytes
+from i18n import t
 
 PAGE_SIZES = [25, 50, 100, 200]
 

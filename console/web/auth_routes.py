@@ -1,7 +1,7 @@
 """GET/POST /login (a small server-rendered form with a CSRF token) and /logout."""
 
-import html
 import hmac
+import html
 import logging
 import secrets
 
@@ -9,11 +9,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from console.messages import t
-from console.web.cookies import (CSRF_COOKIE, SESSION_COOKIE, logout_token, sign_csrf, sign_session,
-                                 unsign_csrf, unsign_session)
+from console.web.cookies import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    logout_token,
+    sign_csrf,
+    sign_session,
+    unsign_csrf,
+    unsign_session,
+)
 from core.auth import sessions
 from db.engine import session_scope
+from i18n import t
 
 log = logging.getLogger("console.auth")
 

@@ -5,7 +5,7 @@ import hmac
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
-from core.config import get_settings
+from base.config import get_settings
 
 SESSION_COOKIE = "swc_session"
 CSRF_COOKIE = "swc_csrf"

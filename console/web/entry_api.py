@@ -18,9 +18,9 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from console.web.api_auth import authenticate_request, unauthorized
-from core import entries
 from core.auth.api_keys import ApiClient
-from core.permissions import Actor
+from core.auth.permissions import Actor
+from core.bindings import entries
 from db.engine import get_engine
 from db.models import Role
 

@@ -12,8 +12,8 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from console.web.api_auth import authenticate_request, unauthorized
-from core import tracking
-from core.permissions import system_actor
+from core.auth.permissions import system_actor
+from core.funnel import intake
 from db.engine import session_scope
 
 log = logging.getLogger("console.events")
@@ -39,9 +39,9 @@ async def _read_body(request: Request) -> bytes | None:
     return bytes(body)
 
 
-def _ingest(events: list, key_name: str) -> tracking.IntakeResult:
+def _ingest(events: list, key_name: str) -> intake.IntakeResult:
     with session_scope() as session:
-        return tracking.ingest_events(session=session, actor=system_actor(f"api:{key_name}"[:64]), events=events)
+        return intake.ingest_events(session=session, actor=system_actor(f"api:{key_name}"[:64]), events=events)
 
 
 async def post_events(request: Request) -> JSONResponse:
@@ -57,8 +57,8 @@ async def post_events(request: Request) -> JSONResponse:
         return _error("invalid_json", "the body is not JSON", 400)
     if not isinstance(events, list):
         return _error("expected_array", "the body must be a JSON array of events", 400)
-    if len(events) > tracking.MAX_BATCH:
-        return _error("batch_too_large", f"at most {tracking.MAX_BATCH} events per request", 413)
+    if len(events) > intake.MAX_BATCH:
+        return _error("batch_too_large", f"at most {intake.MAX_BATCH} events per request", 413)
     try:
         result = await run_in_threadpool(_ingest, events, key.name)
     except SQLAlchemyError as exc:
@@ -66,7 +66,7 @@ async def post_events(request: Request) -> JSONResponse:
         return _error("unavailable", "events could not be stored; send them again", 503)
     return JSONResponse({
         "accepted": result.accepted, "duplicates": result.duplicates,
-        "rejected": [{"index": index, "error": tracking.describe_problem(problem, params)}
+        "rejected": [{"index": index, "error": intake.describe_problem(problem, params)}
                      for index, problem, params in result.rejected],
     })
 

@@ -7,8 +7,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from base.timeutil import utcnow
 from core.scheduling.lease import heartbeat
-from core.timeutil import utcnow
 from db.engine import DatabaseUnavailable, check_database, get_engine
 
 log = logging.getLogger(__name__)

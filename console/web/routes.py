@@ -2,9 +2,7 @@
 
 from starlette.routing import BaseRoute
 
-from console.web import auth_routes, health
-from console.web import entry_api
-from console.web import events_api, wecom_callback
+from console.web import auth_routes, entry_api, events_api, health, wecom_callback
 
 ROUTES: list[BaseRoute] = [
     *health.ROUTES,

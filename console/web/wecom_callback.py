@@ -15,9 +15,9 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from core import contacts
-from core.config import get_settings
-from core.permissions import system_actor
+from base.config import get_settings
+from core.auth.permissions import system_actor
+from core.funnel import contacts
 from core.wecom.callback_crypto import CallbackCrypto, CallbackCryptoError
 from db.engine import session_scope
 

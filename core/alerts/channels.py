@@ -7,14 +7,14 @@ import httpx
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from console.messages import t
+from base.errors import ConcurrentEdit, InvalidInput, NotFound, PermissionDenied
+from base.timeutil import utcnow
 from core import audit
 from core.alerts.outbox import SEND_TIMEOUT_SECONDS, record_send
 from core.alerts.robots import RobotError, Target, send
-from core.errors import ConcurrentEdit, InvalidInput, NotFound, PermissionDenied
-from core.permissions import Actor, Capability, require
-from core.timeutil import utcnow
+from core.auth.permissions import Actor, Capability, require
 from db.models import AlertChannel, AlertDelivery, Branch, ChannelKind, DeliveryStatus
+from i18n import t
 
 
 @dataclass(frozen=True)

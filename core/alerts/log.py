@@ -6,11 +6,11 @@ from datetime import datetime
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from base.errors import ConcurrentEdit, InvalidInput, NotFound
+from base.timeutil import utcnow
 from core import audit
 from core.alerts.outbox import RETRY_FOR
-from core.errors import ConcurrentEdit, InvalidInput, NotFound
-from core.permissions import Actor, Capability, require
-from core.timeutil import utcnow
+from core.auth.permissions import Actor, Capability, require
 from db.models import Account, AlertChannel, AlertDelivery, Branch, CapacityAlert, DeliveryStatus
 
 

@@ -30,12 +30,12 @@ from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from console.messages import t
+from base.timeutil import utcnow
 from core.alerts.robots import MAX_BYTES, MIN_GAP_SECONDS, PER_MINUTE, RobotError, Target, send
 from core.scheduling.lease import Fence, LeaseLost
-from core.timeutil import utcnow
 from db.models import AlertChannel, AlertDelivery, DeliveryStatus
 from db.models.capacity import RobotSend
+from i18n import t
 
 log = logging.getLogger("alerts")
 

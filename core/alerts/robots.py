@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from console.messages import t
+from i18n import t
 
 # Messages per minute each platform accepts from one robot (WECOM.md).
 PER_MINUTE = {"wecom": 20, "dingtalk": 20, "feishu": 100, "webhook": 60}

@@ -13,10 +13,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, col, select
 
+from base.errors import InvalidInput, NotFound
+from base.timeutil import utcnow
 from core import audit
-from core.errors import InvalidInput, NotFound
-from core.permissions import Actor, Capability, require
-from core.timeutil import utcnow
+from core.auth.permissions import Actor, Capability, require
 from db.models import ApiKey
 
 KEY_PREFIX = "swc_"

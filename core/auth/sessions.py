@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from base.timeutil import utcnow
 from core.auth.passwords import verify_password
-from core.permissions import Actor
-from core.timeutil import utcnow
+from core.auth.permissions import Actor
 from db.models import LoginAttempt, LoginSession, Role, User
 
 IDLE_TIMEOUT = timedelta(hours=12)

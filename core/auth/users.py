@@ -7,12 +7,12 @@ from datetime import datetime
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from base.errors import ConcurrentEdit, InvalidInput, NotFound
+from base.timeutil import utcnow
 from core import audit
 from core.auth.passwords import MIN_LENGTH, hash_password
+from core.auth.permissions import Actor, Capability, require
 from core.auth.sessions import find_user, revoke_all_for_user
-from core.errors import ConcurrentEdit, InvalidInput, NotFound
-from core.permissions import Actor, Capability, require
-from core.timeutil import utcnow
 from db.models import Branch, Role, User
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_.@-]{2,64}$")

@@ -2,10 +2,10 @@
 
 from sqlmodel import Session
 
+from base.errors import InvalidInput
 from core import settings_store
+from core.auth.permissions import Actor, Capability
 from core.capacity.template import PLACEHOLDERS, render, validate_template
-from core.errors import InvalidInput
-from core.permissions import Actor, Capability
 
 SAMPLE = dict(zip(PLACEHOLDERS, ("上海浦东陆家嘴店客服王晓雯", "store000201", 70, "预警", "上海分公司",
                                  "上海浦东陆家嘴店", 3512, 5000)))

@@ -7,14 +7,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
-from console.messages import t
+from base.timeutil import utcnow
 from core import settings_store
 from core.alerts import outbox
 from core.capacity.placement import placements
 from core.capacity.rules import REPEATED_LEVELS, Thresholds, decide, highest, usage_pct
 from core.capacity.template import render
-from core.timeutil import utcnow
 from db.models import Account, AccountStatus, AlertChannel, AlertDelivery, CapacityAlert, DeliveryStatus
+from i18n import t
 
 
 def thresholds(*, session: Session) -> Thresholds:

@@ -1,19 +1,15 @@
-"""The sidecar's capacity jobs: sync counts → evaluate → deliver alerts, and the
-snapshot purge. They call the same services as the console."""
+"""The sidecar's capacity jobs: sync counts → evaluate, and the snapshot purge. They call the same services as the console."""
 
 import logging
-import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlmodel import Session
 
+from base.config import get_settings
 from core import settings_store
-from core.alerts.outbox import deliver_due, quiet_wait
 from core.capacity.evaluate import evaluate
 from core.capacity.sync import purge_snapshots, sync_counts
-from core.config import get_settings
 from core.scheduling.jobs import JobContext, register_job
-from core.timeutil import display_zone
 from core.wecom.client import WeComClient
 
 log = logging.getLogger("capacity")
@@ -50,15 +46,6 @@ def evaluate_job(ctx: JobContext) -> dict:
         ctx.check_lease(session)
         session.commit()
     return figures
-
-
-@register_job(id="alerts.deliver", interval_seconds=30, order=30, requestable=True)
-def deliver_job(ctx: JobContext) -> dict:
-    time.sleep(quiet_wait(datetime.now(display_zone())))
-    figures = deliver_due(engine=ctx.engine, fence=ctx.fence)
-    if figures.errors:
-        log.warning("alert delivery errors: %s", figures.errors)
-    return figures.as_dict()
 
 
 @register_job(id="capacity.purge_snapshots", interval_seconds=24 * 3600, order=91)

@@ -18,11 +18,11 @@ from sqlalchemy import delete, func, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from console.messages import t
+from base.timeutil import utcnow
 from core.scheduling.lease import Fence, LeaseLost
-from core.timeutil import utcnow
 from core.wecom.client import BUSY, NOT_IN_SCOPE_REASON, THROTTLED, WeComClient, WeComError
 from db.models import Account, AccountStatus, CountSnapshot
+from i18n import t
 
 log = logging.getLogger("capacity")
 

@@ -3,8 +3,8 @@ default) and its placeholders, checked when saved."""
 
 from string import Formatter
 
-from console.messages import t
-from core.errors import InvalidInput
+from base.errors import InvalidInput
+from i18n import t
 
 PLACEHOLDERS = ("企微账号名称", "企微账号", "百分比", "级别", "分公司", "门店", "客户数", "上限")
 MAX_LENGTH = 600

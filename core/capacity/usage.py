@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func
 from sqlmodel import Session, col, select
 
+from base.errors import NotFound
+from base.timeutil import utcnow
+from core.auth.permissions import Actor, Capability, require
 from core.capacity.placement import placements
 from core.capacity.rules import usage_pct
-from core.errors import NotFound
-from core.permissions import Actor, Capability, require
-from core.timeutil import utcnow
 from db.models import Account, AccountStatus, Branch, CountSnapshot
 
 GROWTH_WINDOW = timedelta(days=7)

@@ -5,8 +5,8 @@ from datetime import timedelta
 from sqlalchemy import delete
 from sqlmodel import Session, col
 
+from base.timeutil import utcnow
 from core.scheduling.jobs import JobContext, register_job
-from core.timeutil import utcnow
 from db.models import JobRun, LoginAttempt, LoginSession
 
 KEEP_JOB_RUNS = timedelta(days=30)

@@ -13,12 +13,12 @@ from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from console.messages import t
-from core.errors import InvalidInput
-from core.permissions import Actor, Capability, require
+from base.errors import InvalidInput
+from base.timeutil import utcnow
+from core.auth.permissions import Actor, Capability, require
 from core.scheduling.lease import Fence, LeaseLost
-from core.timeutil import utcnow
 from db.models import JobRequest, JobRun
+from i18n import t
 
 log = logging.getLogger("scheduler")
 
@@ -26,7 +26,8 @@ log = logging.getLogger("scheduler")
 JOB_MODULES = [
     "core.scheduling.housekeeping",
     "core.capacity.jobs",
-    "core.metrics",
+    "core.alerts.jobs",
+    "core.funnel.jobs",
 ]
 
 

@@ -14,7 +14,7 @@ from sqlalchemy import case, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
-from core.timeutil import utcnow
+from base.timeutil import utcnow
 from db.models import SchedulerLease
 
 LEASE_NAME = "scheduler"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from core.errors import DomainError
+from base.errors import DomainError
 
 BLOCK = 32
 

@@ -3,19 +3,33 @@
 One module per domain concept; import new modules here.
 """
 
-from db.models.org import Branch, Store, StoreStatus
 from db.models.accounts import Account, AccountStatus
-from db.models.bindings import Binding, BindingEndReason
-from db.models.users import ApiKey, LoginAttempt, LoginSession, Role, User
 from db.models.audit import AuditEntry
-from db.models.settings import SettingOverride
-from db.models.scheduling import JobRequest, JobRun, SchedulerLease
+from db.models.bindings import Binding, BindingEndReason
 from db.models.branch_stats import BranchBindingStats
-from db.models.events import (ContactEvent, FunnelActivity, FunnelPending, FunnelRollup, FunnelState, FunnelStoreBranch,
-                              TrackingEvent)
+from db.models.capacity import (
+                              AlertChannel,
+                              AlertDelivery,
+                              AlertLevel,
+                              CapacityAlert,
+                              ChannelKind,
+                              CountSnapshot,
+                              DeliveryStatus,
+)
+from db.models.events import (
+                              ContactEvent,
+                              FunnelActivity,
+                              FunnelPending,
+                              FunnelRollup,
+                              FunnelState,
+                              FunnelStoreBranch,
+                              TrackingEvent,
+)
 from db.models.imports import BindingImport, BindingImportRow, ImportRowOutcome
-from db.models.capacity import (AlertChannel, AlertDelivery, AlertLevel, CapacityAlert, ChannelKind,
-                                 CountSnapshot, DeliveryStatus)
+from db.models.org import Branch, Store, StoreStatus
+from db.models.scheduling import JobRequest, JobRun, SchedulerLease
+from db.models.settings import SettingOverride
+from db.models.users import ApiKey, LoginAttempt, LoginSession, Role, User
 
 __all__ = [
     "ContactEvent",

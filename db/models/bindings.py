@@ -11,7 +11,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, DateTime, Index, text
 from sqlmodel import Field, SQLModel
 
-from core.timeutil import utcnow
+from base.timeutil import utcnow
 
 CURRENT = text("ended_at IS NULL")
 

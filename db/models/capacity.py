@@ -8,7 +8,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, Column, DateTime, Index, String, Text, text
 from sqlmodel import Field, SQLModel
 
-from core.timeutil import utcnow
+from base.timeutil import utcnow
 
 OPEN_EPISODE = text("closed_at IS NULL")
 

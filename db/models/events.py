@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, DateTime, Index, Integer, PrimaryKeyConstraint, String
 from sqlmodel import Field, SQLModel
 
-from core.timeutil import utcnow
+from base.timeutil import utcnow
 
 # SQLite only auto-increments an INTEGER PRIMARY KEY; PostgreSQL gets a bigint.
 BIG_ID = BigInteger().with_variant(Integer(), "sqlite")

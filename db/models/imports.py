@@ -7,7 +7,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, Column, DateTime, Index, String, Text
 from sqlmodel import Field, SQLModel
 
-from core.timeutil import utcnow
+from base.timeutil import utcnow
 
 
 class ImportRowOutcome(StrEnum):

@@ -6,7 +6,7 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, Column, DateTime, Index, String
 from sqlmodel import Field, SQLModel
 
-from core.timeutil import utcnow
+from base.timeutil import utcnow
 
 
 class StoreStatus(StrEnum):

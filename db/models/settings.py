@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import Column, DateTime, String, Text
 from sqlmodel import Field, SQLModel
 
-from core.timeutil import utcnow
+from base.timeutil import utcnow
 
 
 class SettingOverride(SQLModel, table=True):

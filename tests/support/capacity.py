@@ -4,8 +4,8 @@ retries, accounts bound to the `org` fixture's stores."""
 from sqlmodel import Session, select
 
 from core.wecom.client import RetryPolicy, WeComClient, forget_tokens
-from core.wecom.simulator import WeComSimulator
 from db.models import Account, Binding, Store
+from demo.simulator import WeComSimulator
 
 FAST_RETRY = RetryPolicy(base_seconds=0.01, max_seconds=0.05, max_attempts=8)
 

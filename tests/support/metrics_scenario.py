@@ -11,8 +11,8 @@ from datetime import date, datetime, timedelta, timezone
 
 from sqlmodel import Session
 
-from core import contacts, metrics, tracking
-from core.permissions import system_actor
+from core.auth.permissions import system_actor
+from core.funnel import contacts, intake, rollup
 from db.models import Account, Binding, Branch, Store
 
 SYSTEM = system_actor("test")
@@ -117,9 +117,9 @@ EXPECTED = {
 def load(session: Session, *, now: datetime = NOW) -> dict:
     """The org, the events and the contact changes, rolled up."""
     org = build_org(session)
-    result = tracking.ingest_events(session=session, actor=SYSTEM, events=EVENTS, now=now)
+    result = intake.ingest_events(session=session, actor=SYSTEM, events=EVENTS, now=now)
     for item in CHANGES:
         contacts.record_contact_change(session=session, actor=SYSTEM, change=item)
     session.commit()
-    metrics.refresh_rollup(session=session)
+    rollup.refresh_rollup(session=session)
     return {**org, "intake": result}

@@ -2,7 +2,7 @@
 
 from sqlmodel import Session, select
 
-from core.timeutil import utcnow
+from base.timeutil import utcnow
 from db.models import Account, Binding, Store
 
 

@@ -1,0 +1,1 @@
+"""Below db and core: settings, time and errors. Imports neither."""

@@ -1,0 +1,1 @@
+"""Store ↔ account bindings: the primitives, the entry rule, HQ review, binding sheets."""

@@ -1,0 +1,202 @@
+"""Committing a previewed binding sheet, all or nothing."""
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from base.errors import ConcurrentEdit, DomainError, InvalidInput, NotFound, PermissionDenied
+from base.timeutil import format_display, utcnow
+from core import audit, settings_store
+from core.auth.permissions import Actor
+from core.bindings.imports.history import _find_import
+from core.bindings.imports.judge import _ACCOUNT, _BINDING, Preview, PreviewRow, _load, _Snapshot, upload_branch
+from core.bindings.imports.read import _gc_paused
+from db.fastsql import insert_many
+from db.models import AccountStatus, BindingEndReason, BindingImport, BindingImportRow, ImportRowOutcome
+from db.models.imports import BindingImportBranch
+
+
+class AlreadyImported(DomainError):
+    """The same file was committed before and would change nothing; nothing is written."""
+
+
+@dataclass(frozen=True)
+class CommitResult:
+    import_id: int
+    new_count: int
+    changed_count: int
+    unchanged_count: int
+    accounts_created: int
+
+
+
+def commit(*, session: Session, actor: Actor, preview: Preview, confirm_warnings: bool = False) -> CommitResult:
+    """Write a previewed sheet in the caller's transaction, all or nothing.
+
+    Refuses (and writes nothing) when any row is wrong, when warnings were not
+    confirmed, when the same file was committed before and would change
+    nothing, or when anything the preview's judgement rests on changed since
+    (read again here, under lock).
+    """
+    branch_id = upload_branch(actor=actor, branch_id=preview.branch_id)
+    if not preview.ok:
+        raise InvalidInput("binding_import.has_errors", count=preview.error_count)
+    if preview.warning_count and not confirm_warnings:
+        raise InvalidInput("binding_import.confirm_warnings", count=preview.warning_count)
+    parsed = preview.parsed
+    if not preview.changes_something:
+        earlier = _find_import(session, parsed.sha256)
+        if earlier is not None:
+            raise AlreadyImported("binding_import.already_imported", at=format_display(earlier.committed_at),
+                                  user=earlier.uploaded_by_name, id=earlier.id)
+    with _gc_paused:
+        return _commit(session, actor, preview, branch_id)
+
+
+def _commit(session: Session, actor: Actor, preview: Preview, branch_id: int | None) -> CommitResult:
+    parsed, now = preview.parsed, utcnow()
+    single_branch = preview.branch_ids[0] if len(preview.branch_ids) == 1 else None
+    batch = BindingImport(branch_id=branch_id if branch_id is not None else single_branch,
+                          uploaded_by_id=actor.user_id, uploaded_by_name=actor.name[:64],
+                          filename=parsed.filename[:255], sha256=parsed.sha256, total_rows=len(parsed.rows),
+                          new_count=preview.new_count, changed_count=preview.changed_count,
+                          unchanged_count=preview.unchanged_count, warning_count=preview.warning_count,
+                          accounts_created=preview.accounts_to_create, committed_at=now)
+    # The batch row goes in first: on SQLite that takes the write lock before
+    # anything is read.
+    session.add(batch)
+    session.flush()
+    snap = _load(session, actor, branch_id, [r.values for r in preview.rows], lock=True)
+    if snap.basis != preview.basis:
+        raise ConcurrentEdit("binding_import.changed_since_preview")
+    try:
+        _write(session, actor, preview.rows, snap, batch.id, now)
+    except IntegrityError:
+        # A binding started elsewhere after the state was read (the partial unique indexes).
+        raise ConcurrentEdit("binding_import.changed_since_preview") from None
+    audit.record(session=session, actor=actor, action="bindings.import", entity_type="import", entity_id=batch.id,
+                 branch_id=batch.branch_id,
+                 after={"file": parsed.filename, "sha256": parsed.sha256, "rows": batch.total_rows,
+                        "new": batch.new_count, "changed": batch.changed_count,
+                        "unchanged": batch.unchanged_count, "warnings": batch.warning_count,
+                        "accounts_created": batch.accounts_created})
+    session.flush()
+    return CommitResult(batch.id, batch.new_count, batch.changed_count, batch.unchanged_count,
+                        batch.accounts_created)
+
+
+# JSON text of one string (or null), as audit entries store it: rendered here
+# row by row with the keys in sorted order, 50,000 entries in a fraction of a second.
+_json = json.JSONEncoder(ensure_ascii=False).encode
+_COUNT_FIELDS = {ImportRowOutcome.new.value: 1, ImportRowOutcome.changed.value: 2,
+                 ImportRowOutcome.unchanged.value: 3}
+
+
+def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapshot, import_id: int,
+           now: datetime) -> None:
+    """Bulk statements on the tables (no ORM unit of work): 50,000 rows in seconds."""
+    connection = session.connection()
+    stores = snap.stores
+    account_ids = {key: a.id for key, a in snap.accounts.items()}
+    userids = {key: a.userid for key, a in snap.accounts.items()}
+    entries: list[tuple] = []  # (action, entity type, entity id, branch id, before JSON, after JSON)
+
+    to_create = {r.values["wecom_userid"].lower(): r for r in rows if r.creates_account}
+    if to_create:
+        limit = settings_store.effective(session=session, key="capacity.default_limit")
+        limit_json = _json(limit)
+        before = session.execute(select(func.max(_ACCOUNT.c.id))).scalar() or 0
+        insert_many(connection, _ACCOUNT, [
+            {"userid": r.values["wecom_userid"], "name": r.values["wecom_name"], "capacity_limit": limit,
+             "status": AccountStatus.active.value, "customer_count": 0, "version": 1, "created_at": now,
+             "updated_at": now} for r in to_create.values()])
+        # Read the new ids back (RETURNING with executemany runs row by row on SQLite).
+        for account_id, userid in session.execute(select(_ACCOUNT.c.id, _ACCOUNT.c.userid)
+                                                  .where(_ACCOUNT.c.id > before)).all():
+            if userid.lower() in to_create:
+                account_ids[userid.lower()] = account_id
+                userids[userid.lower()] = userid
+        for r in to_create.values():
+            v = r.values
+            entries.append(("account.create", "account", v["wecom_userid"], stores[v["crm_store_id"]].branch_id,
+                            None,
+                            f'{{"capacity_limit": {limit_json}, "import": {import_id}, "name": {_json(v["wecom_name"])}, '
+                            f'"status": "active", "userid": {_json(v["wecom_userid"])}}}'))
+
+    replaced = [r for r in rows if r.status == ImportRowOutcome.changed]
+    if replaced:
+        old = [stores[r.values["crm_store_id"]] for r in replaced]
+        # Compare-and-set: each binding must still be at the version the judgement read.
+        ended = connection.execute(
+            _BINDING.update()
+            .where(_BINDING.c.id == bindparam("b_id"), _BINDING.c.version == bindparam("b_version"),
+                   _BINDING.c.ended_at.is_(None))
+            .values(ended_at=now, end_reason=BindingEndReason.replaced.value, ended_by_id=actor.user_id,
+                    shown=False, version=bindparam("b_next"), updated_at=now),
+            [{"b_id": s.binding_id, "b_version": s.binding_version, "b_next": s.binding_version + 1} for s in old])
+        if ended.rowcount != len(old):
+            raise ConcurrentEdit("binding_import.changed_since_preview")
+        for row, store in zip(replaced, old):
+            crm, previous = _json(store.crm_store_id), _json(row.previous_userid)
+            entries.append(("binding.end", "binding", store.binding_id, store.branch_id,
+                            f'{{"account": {previous}, "current": true, '
+                            f'"shown": {"true" if store.binding_shown else "false"}, "store": {crm}}}',
+                            f'{{"account": {previous}, "current": false, "end_reason": "replaced", '
+                            f'"import": {import_id}, "shown": false, "store": {crm}}}'))
+
+    starting = [r for r in rows if r.status in (ImportRowOutcome.new, ImportRowOutcome.changed)]
+    if starting:
+        # New bindings start hidden and wait for HQ's review (绑定后默认不显示).
+        before = session.execute(select(func.max(_BINDING.c.id))).scalar() or 0
+        insert_many(connection, _BINDING, [
+            {"store_id": stores[r.values["crm_store_id"]].id, "account_id": account_ids[r.values["wecom_userid"].lower()],
+             "shown": False, "started_at": now, "created_by_id": actor.user_id, "reviewed_at": None,
+             "reviewed_by_id": None, "ended_at": None, "end_reason": None, "ended_by_id": None, "version": 1,
+             "updated_at": now}
+            for r in starting])
+        started = dict(session.execute(select(_BINDING.c.store_id, _BINDING.c.id)
+                                       .where(_BINDING.c.id > before, _BINDING.c.ended_at.is_(None))).all())
+        for row in starting:
+            store = stores[row.values["crm_store_id"]]
+            entries.append(("binding.start", "binding", started[store.id], store.branch_id, None,
+                            f'{{"account": {_json(userids[row.values["wecom_userid"].lower()])}, "current": true, '
+                            f'"import": {import_id}, "reviewed": false, "shown": false, '
+                            f'"store": {_json(store.crm_store_id)}}}'))
+
+    per_branch: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
+    for r in rows:
+        figures = per_branch[stores[r.values["crm_store_id"]].branch_id]
+        figures[0] += 1
+        figures[_COUNT_FIELDS[r.status]] += 1
+        figures[4] += bool(r.warnings)
+        figures[5] += r.creates_account
+    insert_many(connection, BindingImportBranch.__table__, [
+        {"import_id": import_id, "branch_id": branch, "total_rows": f[0], "new_count": f[1], "changed_count": f[2],
+         "unchanged_count": f[3], "warning_count": f[4], "accounts_created": f[5]}
+        for branch, f in per_branch.items()])
+    insert_many(connection, BindingImportRow.__table__, [{
+        "import_id": import_id, "row_number": r.row_number, "branch_id": stores[r.values["crm_store_id"]].branch_id,
+        "crm_store_id": r.values["crm_store_id"], "store_name": r.values.get("store_name", "")[:200],
+        "wecom_userid": r.values["wecom_userid"], "wecom_name": r.values["wecom_name"], "outcome": r.status,
+        "previous_userid": r.previous_userid,
+        "warnings_json": json.dumps([{"key": w.key, "params": w.params} for w in r.warnings], ensure_ascii=False)
+        if r.warnings else None,
+    } for r in rows])
+    audit.record_many(session=session, actor=actor, at=now, entries=entries)
+
+
+def actor_for_username(*, session: Session, username: str) -> Actor:
+    """The command line acts as a named console user, with that user's rights."""
+    from core.auth.sessions import actor_for, find_user, user_can_log_in
+
+    user = find_user(session=session, username=username)
+    if user is None:
+        raise NotFound("binding_import.unknown_user", username=username)
+    if not user_can_log_in(user, utcnow()):
+        raise PermissionDenied("binding_import.user_inactive", username=username)
+    return actor_for(user)

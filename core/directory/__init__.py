@@ -1,0 +1,1 @@
+"""Branches, stores and WeCom accounts: the directory the other concepts refer to."""

@@ -1,0 +1,269 @@
+"""Branches (分公司) and stores (门店): the HQ store list from CRM, search and paging."""
+
+from dataclasses import dataclass, field
+
+from sqlalchemy import func, or_
+from sqlmodel import Session, col, select
+
+from base.errors import PermissionDenied
+from base.timeutil import utcnow
+from core import audit
+from core.auth.permissions import Actor, Capability, require
+from core.bindings import entries
+from core.bindings import service as bindings
+from core.sheets import SheetColumn, SheetRow, read_sheet
+from db.models import Account, Binding, BindingEndReason, Branch, BranchBindingStats, Store, StoreStatus
+
+STORE_COLUMNS = [
+    SheetColumn("branch_code", ("分公司编码", "branch_code"), is_id=True),
+    SheetColumn("branch_name", ("分公司名称", "branch_name")),
+    SheetColumn("crm_store_id", ("CRM门店ID", "crm_store_id"), is_id=True),
+    SheetColumn("store_name", ("门店名称", "store_name")),
+    SheetColumn("status", ("状态", "status")),
+]
+
+STATUS_WORDS = {"营业": StoreStatus.open, "open": StoreStatus.open,
+                "关闭": StoreStatus.closed, "closed": StoreStatus.closed}
+
+
+def visible_branches(*, session: Session, actor: Actor) -> list[Branch]:
+    require(actor, Capability.view_directory)
+    query = select(Branch).order_by(Branch.code)
+    if actor.branch_scope is not None:
+        query = query.where(Branch.id == actor.branch_scope)
+    return list(session.exec(query).all())
+
+
+@dataclass(frozen=True)
+class StoreFilter:
+    branch_id: int | None = None
+    status: str | None = None
+    bound: bool | None = None
+    search: str = ""
+
+
+@dataclass(frozen=True)
+class StoreListRow:
+    store_id: int
+    crm_store_id: str
+    name: str
+    branch_code: str
+    branch_name: str
+    status: str
+    wecom_userid: str | None
+    wecom_name: str | None
+    entry_reason: str | None    # None: the client shows the entry (the rule in core.entries)
+
+
+def search_stores(*, session: Session, actor: Actor, filters: StoreFilter, offset: int = 0,
+                  limit: int = 50) -> tuple[list[StoreListRow], int]:
+    """One page of stores with their current binding, and the total count.
+
+    Every filter is a condition on `store` itself (binding and account filters
+    are indexed subqueries), so the count needs no join and the page walks the
+    CRM-ID index; the page's bindings are then read for its rows only."""
+    require(actor, Capability.view_directory)
+    conditions = []
+    scope = actor.branch_scope
+    if scope is not None:
+        if filters.branch_id is not None and filters.branch_id != scope:
+            raise PermissionDenied("error.branch_out_of_scope")
+        conditions.append(Store.branch_id == scope)
+    elif filters.branch_id is not None:
+        conditions.append(Store.branch_id == filters.branch_id)
+    if filters.status:
+        conditions.append(Store.status == filters.status)
+    current_store_ids = select(Binding.store_id).where(col(Binding.ended_at).is_(None))
+    term = filters.search.strip()
+    if term:
+        by_userid = current_store_ids.join(Account, col(Account.id) == Binding.account_id) \
+            .where(func.lower(Account.userid) == term.lower())
+        conditions.append(or_(col(Store.crm_store_id).startswith(term, autoescape=True),
+                              col(Store.name).contains(term, autoescape=True),
+                              col(Store.id).in_(by_userid)))
+    if filters.bound is True:
+        conditions.append(col(Store.id).in_(current_store_ids))
+    elif filters.bound is False:
+        conditions.append(col(Store.id).not_in(current_store_ids))
+    total = session.exec(select(func.count(Store.id)).where(*conditions)).one()
+    if limit <= 0:
+        return [], total
+    page = session.exec(select(Store).where(*conditions).order_by(Store.crm_store_id)
+                        .offset(offset).limit(limit)).all()
+    store_ids = [store.id for store in page]
+    branches = {b.id: b for b in session.exec(select(Branch).where(
+        col(Branch.id).in_({store.branch_id for store in page}))).all()}
+    # The entry column says what the client API answers, not the operator's flag.
+    entry = {store_id: (userid, name, reason) for store_id, userid, name, reason in session.exec(
+        select(Store.id, Account.userid, Account.name, entries.reason_expr(standby_apart=True))
+        .join(Binding, entries.current_binding_join(), isouter=True)
+        .join(Account, col(Account.id) == Binding.account_id, isouter=True)
+        .where(col(Store.id).in_(store_ids))).all()}
+    rows = []
+    for store in page:
+        userid, name, reason = entry[store.id]
+        branch = branches[store.branch_id]
+        rows.append(StoreListRow(store.id, store.crm_store_id, store.name, branch.code, branch.name, store.status,
+                                 userid, name, reason))
+    return rows, total
+
+
+@dataclass(frozen=True)
+class BranchSummary:
+    branch_id: int
+    code: str
+    name: str
+    stores: int
+    open_stores: int
+    bound_open_stores: int
+
+    @property
+    def binding_rate(self) -> float | None:
+        return self.bound_open_stores / self.open_stores if self.open_stores else None
+
+
+def branch_summaries(*, session: Session, actor: Actor) -> list[BranchSummary]:
+    """Per branch: stores, open stores, and open stores with a current binding,
+    read from the counters the database keeps (migration 0006)."""
+    require(actor, Capability.view_directory)
+    query = (
+        select(Branch.id, Branch.code, Branch.name, BranchBindingStats.stores, BranchBindingStats.open_stores,
+               BranchBindingStats.bound_open_stores)
+        .join(BranchBindingStats, col(BranchBindingStats.branch_id) == Branch.id)
+        .order_by(Branch.code)
+    )
+    if actor.branch_scope is not None:
+        query = query.where(Branch.id == actor.branch_scope)
+    return [BranchSummary(*row) for row in session.exec(query).all()]
+
+
+@dataclass
+class StoreImportResult:
+    rows: int = 0
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    branches_created: int = 0
+    closed_bindings: int = 0
+    errors: list[tuple[int, str, dict]] = field(default_factory=list)  # (row number, message key, params)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+# The longest text each column's database field holds.
+STORE_COLUMN_LIMITS = {"branch_code": 32, "branch_name": 100, "crm_store_id": 64, "store_name": 200}
+_STORE_LABELS = {column.key: column.label for column in STORE_COLUMNS}
+
+
+def _check_store_row(row: SheetRow, seen: dict[str, int]) -> list[tuple[str, dict]]:
+    problems: list[tuple[str, dict]] = []
+    v = row.values
+    for note in row.notes:
+        if note.kind == "formula":
+            problems.append(("sheet.row.formula", {"column": _STORE_LABELS[note.field]}))
+        elif note.kind == "numeric_id":
+            problems.append(("sheet.row.numeric_id", {"column": _STORE_LABELS[note.field], "value": note.original}))
+    for key in ("branch_code", "branch_name", "crm_store_id", "store_name", "status"):
+        if not v.get(key) and not any(n.field == key and n.kind == "formula" for n in row.notes):
+            problems.append(("sheet.row.required", {"column": _STORE_LABELS[key]}))
+    if v.get("status") and v["status"].lower() not in STATUS_WORDS:
+        problems.append(("stores.row.bad_status", {"value": v["status"]}))
+    for key, limit in STORE_COLUMN_LIMITS.items():
+        if len(v.get(key, "")) > limit:
+            problems.append(("stores.row.too_long", {"column": _STORE_LABELS[key], "limit": limit}))
+    store_id = v.get("crm_store_id")
+    if store_id:
+        if store_id in seen:
+            problems.append(("sheet.row.duplicate_store", {"other_row": seen[store_id]}))
+        else:
+            seen[store_id] = row.row_number
+    return problems
+
+
+def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
+                  dry_run: bool = False) -> StoreImportResult:
+    """Upsert the CRM store list. All or nothing: with any bad row nothing is
+    written and every bad row is named. A store that closes ends its current
+    binding (reason store_closed) so its entry hides itself."""
+    require(actor, Capability.manage_stores)
+    sheet = read_sheet(data, filename, STORE_COLUMNS)
+    result = StoreImportResult(rows=len(sheet.rows))
+    seen: dict[str, int] = {}
+    for row in sheet.rows:
+        for key, params in _check_store_row(row, seen):
+            result.errors.append((row.row_number, key, params))
+    branch_names: dict[str, tuple[str, int]] = {}
+    for row in sheet.rows:
+        code, name = row.values.get("branch_code"), row.values.get("branch_name")
+        if code and name:
+            if code in branch_names and branch_names[code][0] != name:
+                result.errors.append((row.row_number, "stores.row.branch_name_conflict",
+                                      {"branch": code, "other_row": branch_names[code][1]}))
+            branch_names.setdefault(code, (name, row.row_number))
+    if result.errors:
+        return result
+
+    branches = {b.code: b for b in session.exec(select(Branch)).all()}
+    for code, (name, _) in branch_names.items():
+        branch = branches.get(code)
+        if branch is None:
+            branch = Branch(code=code, name=name)
+            session.add(branch)
+            result.branches_created += 1
+            branches[code] = branch
+        elif branch.name != name:
+            audit.record(session=session, actor=actor, action="branch.rename", entity_type="branch",
+                         entity_id=code, branch_id=branch.id, before={"name": branch.name}, after={"name": name})
+            branch.name = name
+            session.add(branch)
+    session.flush()
+
+    ids = [row.values["crm_store_id"] for row in sheet.rows]
+    existing: dict[str, Store] = {}
+    for chunk_start in range(0, len(ids), 900):
+        chunk = ids[chunk_start:chunk_start + 900]
+        for store in session.exec(select(Store).where(col(Store.crm_store_id).in_(chunk))).all():
+            existing[store.crm_store_id] = store
+    now = utcnow()
+    closing: list[Store] = []
+    for row in sheet.rows:
+        v = row.values
+        branch = branches[v["branch_code"]]
+        status = STATUS_WORDS[v["status"].lower()].value
+        store = existing.get(v["crm_store_id"])
+        if store is None:
+            store = Store(crm_store_id=v["crm_store_id"], name=v["store_name"], branch_id=branch.id, status=status)
+            session.add(store)
+            result.created += 1
+            continue
+        before = {"name": store.name, "branch_id": store.branch_id, "status": store.status}
+        after = {"name": v["store_name"], "branch_id": branch.id, "status": status}
+        if before == after:
+            result.unchanged += 1
+            continue
+        if store.status == StoreStatus.open and status == StoreStatus.closed:
+            closing.append(store)
+        store.name, store.branch_id, store.status = v["store_name"], branch.id, status
+        store.version += 1
+        store.updated_at = now
+        session.add(store)
+        result.updated += 1
+        audit.record(session=session, actor=actor, action="store.update", entity_type="store",
+                     entity_id=store.crm_store_id, branch_id=branch.id, before=before, after=after)
+    session.flush()
+    for store in closing:
+        # A closed store's entry hides itself: its current binding ends.
+        binding = bindings.current_for_store(session=session, store_id=store.id)
+        if binding is not None:
+            bindings.end_binding(session=session, actor=actor, binding=binding,
+                                 reason=BindingEndReason.store_closed)
+            result.closed_bindings += 1
+    audit.record(session=session, actor=actor, action="stores.import", entity_type="import", entity_id=filename[:64],
+                 after={"rows": result.rows, "created": result.created, "updated": result.updated,
+                        "unchanged": result.unchanged, "branches_created": result.branches_created})
+    if dry_run:
+        session.rollback()
+    return result
+

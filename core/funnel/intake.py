@@ -1,0 +1,238 @@
+"""Tracking events (埋点): validation, idempotent intake, and event files.
+
+Each event is checked on its own: bad ones are rejected with their index and
+reason, good ones kept. A resend (same `event_id`) is a duplicate, never a new
+event, also when two requests race (INSERT … ON CONFLICT DO NOTHING). Every
+new funnel fact lands in `funnel_activity` and `funnel_pending` (what the
+roll-up has yet to take in) in the same transaction.
+"""
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session, col, select
+
+from base.errors import InvalidInput
+from base.timeutil import display_zone, utcnow
+from core.auth.permissions import Actor, Capability, require
+from db.fastsql import dialect_insert, driver_executemany, insert_new
+from db.models import FunnelState, Store
+
+EVENT_NAMES = ("order_result_view", "entry_click", "guide_view", "add_click", "jump_fail")
+# The funnel, in order; `added` comes from the WeCom callback, not from clients.
+FUNNEL_STEPS = ("order_result_view", "entry_click", "guide_view", "add_click", "added")
+# The part of `added` a channel code's State attributed (the precise part).
+ADDED_BY_STATE = "added_by_state"
+PLATFORMS = ("app", "miniprogram", "h5")
+MAX_BATCH = 1000
+MAX_EVENT_ID = 64
+MAX_USER_KEY = 128
+MAX_ORDER_ID = 64
+# A client clock may run a little fast; beyond this an event is from the future.
+FUTURE_TOLERANCE = timedelta(hours=1)
+OLDEST = timedelta(days=730)
+EPOCH = date(1970, 1, 1)
+FILE_COLUMNS = ("event", "event_id", "occurred_at", "user_key", "crm_store_id", "platform", "order_id")
+MAX_FILE_BYTES = 200 * 1024 * 1024
+
+# English for the API answer and logs; the console shows the catalog's Chinese.
+PROBLEM_TEXT = {
+    "events.not_object": "event is not a JSON object",
+    "events.bad_event_id": "event_id must be text of 1-64 characters",
+    "events.unknown_name": "unknown event name {value!r}",
+    "events.bad_time": "occurred_at is not an ISO 8601 time",
+    "events.no_offset": "occurred_at has no UTC offset",
+    "events.future_time": "occurred_at is in the future",
+    "events.too_old": "occurred_at is older than two years",
+    "events.bad_user_key": "user_key must be text of 1-128 characters",
+    "events.store_id_not_text": "crm_store_id must be a string (leading zeros matter)",
+    "events.unknown_store": "unknown crm_store_id {value!r}",
+    "events.unknown_platform": "unknown platform {value!r} (app, miniprogram or h5)",
+    "events.bad_order_id": "order_id must be text of at most 64 characters",
+    "events.store_out_of_scope": "crm_store_id {value!r} is outside the importer's branch",
+}
+
+
+def describe_problem(key: str, params: dict[str, Any]) -> str:
+    return PROBLEM_TEXT[key].format(**params)
+
+
+def day_number(moment: datetime, zone: ZoneInfo) -> int:
+    """The day (days since 1970-01-01) of an aware time, cut at midnight in `zone`."""
+    return (moment.astimezone(zone).date() - EPOCH).days
+
+
+def fact_zone(*, session: Session) -> ZoneInfo:
+    """The zone the stored days are cut in: recorded with the first fact, and
+    kept until `rebuild-funnel` recuts every day in a new CONSOLE_TIMEZONE, so
+    the days of old and new facts never mix two zones."""
+    # FOR SHARE (PostgreSQL): a running rebuild holds this row; intake waits for it.
+    read = select(FunnelState.zone).where(FunnelState.id == 1).with_for_update(read=True)
+    zone = session.exec(read).first()
+    if zone is None:
+        zone = display_zone().key
+        table = FunnelState.__table__
+        session.connection().execute(dialect_insert(session, table).values(id=1, zone=zone)
+                                     .on_conflict_do_nothing(index_elements=[table.c.id]))
+        zone = session.exec(read).one()
+    return ZoneInfo(zone)
+
+
+def day_of(number: int) -> date:
+    return EPOCH + timedelta(days=number)
+
+
+def number_of(day: date) -> int:
+    return (day - EPOCH).days
+
+
+@dataclass
+class IntakeResult:
+    accepted: int = 0
+    duplicates: int = 0
+    rejected: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # (index, key, params)
+
+
+
+@dataclass(frozen=True)
+class _Checked:
+    event_id: str
+    event: str
+    occurred_at: datetime  # aware
+    user_key: str
+    crm_store_id: str
+    platform: str
+    order_id: str | None
+
+
+def _text(value: Any, limit: int) -> str | None:
+    if not isinstance(value, str):
+        return None
+    value = value.strip()
+    return value if 0 < len(value) <= limit else None
+
+
+def _check(raw: Any, now: datetime) -> _Checked | tuple[str, dict[str, Any]]:
+    if not isinstance(raw, dict):
+        return "events.not_object", {}
+    event_id = _text(raw.get("event_id"), MAX_EVENT_ID)
+    if event_id is None:
+        return "events.bad_event_id", {}
+    name = raw.get("event")
+    if name not in EVENT_NAMES:
+        return "events.unknown_name", {"value": str(name)[:40]}
+    when = raw.get("occurred_at")
+    if not isinstance(when, str):
+        return "events.bad_time", {}
+    try:
+        moment = datetime.fromisoformat(when.strip())
+    except ValueError:
+        return "events.bad_time", {}
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        return "events.no_offset", {}
+    if moment > now + FUTURE_TOLERANCE:
+        return "events.future_time", {}
+    if moment < now - OLDEST:
+        return "events.too_old", {}
+    user_key = _text(raw.get("user_key"), MAX_USER_KEY)
+    if user_key is None:
+        return "events.bad_user_key", {}
+    store = raw.get("crm_store_id")
+    if not isinstance(store, str):
+        return "events.store_id_not_text", {}
+    platform = raw.get("platform")
+    if platform not in PLATFORMS:
+        return "events.unknown_platform", {"value": str(platform)[:40]}
+    order_id = raw.get("order_id")
+    if order_id in (None, ""):
+        order_id = None
+    elif _text(order_id, MAX_ORDER_ID) is None:
+        return "events.bad_order_id", {}
+    else:
+        order_id = order_id.strip()
+    return _Checked(event_id, name, moment, user_key, store.strip(), platform, order_id)
+_FACT_KEY = ("step", "user_key", "day", "store_id", "platform")
+_FACT_COLUMNS = (*_FACT_KEY, "branch_id")
+_EVENT_COLUMNS = ("event_id", "event", "occurred_at", "day", "user_key", "store_id", "branch_id", "platform",
+                  "order_id", "source", "received_at")
+
+
+def stored_time(session: Session, moment: datetime) -> Any:
+    """A naive-UTC time as a driver parameter: SQLAlchemy's SQLite text form
+    (so stored times compare as text correctly), a datetime for PostgreSQL."""
+    return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if session.get_bind().dialect.name == "sqlite" else moment
+
+
+def record_activity(*, session: Session, rows: Iterable[dict[str, Any]]) -> int:
+    """Add funnel facts (step, user_key, day, store_id, platform, branch_id);
+    those already known are ignored, the new ones wait for the roll-up in
+    funnel_pending. Returns how many facts were new."""
+    unique = list({tuple(r[k] for k in _FACT_KEY): tuple(r[k] for k in _FACT_COLUMNS) for r in rows}.values())
+    if not unique:
+        return 0
+    new = insert_new(session, "funnel_activity", _FACT_COLUMNS, unique, ", ".join(_FACT_KEY), ", ".join(_FACT_KEY))
+    driver_executemany(session, "INSERT INTO funnel_pending (step, user_key, day, store_id, platform) "
+                                "VALUES (?, ?, ?, ?, ?)", new)
+    return len(new)
+
+
+def _store_lookup(session: Session, crm_ids: set[str]) -> dict[str, tuple[int, int]]:
+    found: dict[str, tuple[int, int]] = {}
+    ids = sorted(crm_ids)
+    for start in range(0, len(ids), 900):
+        rows = session.exec(select(Store.crm_store_id, Store.id, Store.branch_id)
+                            .where(col(Store.crm_store_id).in_(ids[start:start + 900]))).all()
+        found.update({crm: (store_id, branch_id) for crm, store_id, branch_id in rows})
+    return found
+
+
+def ingest_events(*, session: Session, actor: Actor, events: Sequence[Any], source: str = "api",
+                  now: datetime | None = None) -> IntakeResult:
+    """Check and keep up to MAX_BATCH events; an actor scoped to a branch keeps
+    only its own stores' events. The caller commits."""
+    require(actor, Capability.import_events)
+    if len(events) > MAX_BATCH:
+        raise InvalidInput("events.batch_too_large", limit=MAX_BATCH)
+    now = now or datetime.now(UTC)
+    result = IntakeResult()
+    checked: list[tuple[int, _Checked]] = []
+    for index, raw in enumerate(events):
+        outcome = _check(raw, now)
+        if isinstance(outcome, tuple):
+            result.rejected.append((index, *outcome))
+        else:
+            checked.append((index, outcome))
+    stores = _store_lookup(session, {c.crm_store_id for _, c in checked})
+    zone = fact_zone(session=session) if checked else display_zone()
+    scope = actor.branch_scope
+    received = stored_time(session, utcnow())
+    rows: dict[str, tuple] = {}
+    for index, event in checked:
+        store = stores.get(event.crm_store_id)
+        if store is None:
+            result.rejected.append((index, "events.unknown_store", {"value": event.crm_store_id[:64]}))
+            continue
+        if scope is not None and store[1] != scope:
+            result.rejected.append((index, "events.store_out_of_scope", {"value": event.crm_store_id[:64]}))
+            continue
+        if event.event_id in rows:
+            result.duplicates += 1
+            continue
+        rows[event.event_id] = (
+            event.event_id, event.event, stored_time(session, event.occurred_at.astimezone(UTC).replace(tzinfo=None)),
+            day_number(event.occurred_at, zone), event.user_key, store[0], store[1], event.platform, event.order_id,
+            source, received)
+    result.rejected.sort()
+    if not rows:
+        return result
+    inserted = {row[0] for row in insert_new(session, "tracking_event", _EVENT_COLUMNS, list(rows.values()),
+                                             "event_id", "event_id")}
+    result.accepted = len(inserted)
+    result.duplicates += len(rows) - len(inserted)
+    record_activity(session=session, rows=(
+        {"step": r[1], "user_key": r[4], "day": r[3], "store_id": r[5], "platform": r[7], "branch_id": r[6]}
+        for event_id, r in rows.items() if event_id in inserted and r[1] in FUNNEL_STEPS))
+    return result

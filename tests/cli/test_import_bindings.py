@@ -1,0 +1,132 @@
+"""`python -m console import-bindings`, and the preview/commit race on PostgreSQL."""
+
+import threading
+
+import pytest
+from sqlmodel import Session, select
+
+from base.errors import ConcurrentEdit
+from console.cli import main
+from core.auth.sessions import actor_for
+from core.bindings import service as bindings
+from core.bindings.imports import commit, judge, read
+from db.engine import get_engine
+from db.models import Account, Binding, BindingImport, Branch, Role, Store, User
+from tests.support.binding_sheets import csv_bytes, xlsx_bytes
+
+
+def test_cli_prints_each_row_error_exits_1_and_writes_nothing(org, make_user, tmp_path, capsys, session):
+    make_user(Role.branch_manager, org["north"], username="bj_manager")
+    sheet = tmp_path / "bad.xlsx"
+    sheet.write_bytes(xlsx_bytes([["BJ01", "000101", "", "good.one", "甲"], ["BJ01", 102, "", "b", "乙"],
+                                  ["SH01", "000201", "", "c", "丙"]]))
+    assert main(["import-bindings", str(sheet), "--user", "bj_manager"]) == 1
+    err = capsys.readouterr().err
+    assert "row 3:" in err and "开头的 0" in err
+    assert "row 4:" in err and "SH01" in err
+    assert "row 2:" not in err
+    assert session.exec(select(Binding)).all() == [] and session.exec(select(Account)).all() == []
+
+
+def test_cli_dry_run_then_commit_then_same_file_again(org, make_user, tmp_path, capsys, session):
+    make_user(Role.branch_manager, org["north"], username="bj_manager")
+    sheet = tmp_path / "good.csv"
+    sheet.write_bytes(csv_bytes([["BJ01", "000101", "", "good.one", "甲"]], encoding="gbk"))
+    assert main(["import-bindings", str(sheet), "--user", "bj_manager", "--dry-run"]) == 0
+    assert "would import 1 rows: 1 new" in capsys.readouterr().out
+    assert session.exec(select(Binding)).all() == []
+    assert main(["import-bindings", str(sheet), "--user", "bj_manager"]) == 0
+    assert "imported batch #" in capsys.readouterr().out
+    session.expire_all()
+    assert len(session.exec(select(Binding)).all()) == 1
+    assert main(["import-bindings", str(sheet), "--user", "bj_manager"]) == 0
+    assert "already imported" in capsys.readouterr().out
+    assert len(session.exec(select(BindingImport)).all()) == 1
+
+
+def test_cli_refuses_unknown_users_and_viewers(org, make_user, tmp_path, capsys):
+    make_user(Role.viewer, username="analyst")
+    sheet = tmp_path / "good.csv"
+    sheet.write_bytes(csv_bytes([["BJ01", "000101", "", "good.one", "甲"]]))
+    assert main(["import-bindings", str(sheet), "--user", "nobody"]) == 1
+    assert "nobody" in capsys.readouterr().err
+    assert main(["import-bindings", str(sheet), "--user", "analyst"]) == 1
+    assert "没有权限" in capsys.readouterr().err
+
+
+@pytest.fixture
+def pg_org(pg_url):
+    engine = get_engine(pg_url)
+    with Session(engine, expire_on_commit=False) as session:
+        north = Branch(code="BJ01", name="北京分公司")
+        session.add(north)
+        session.flush()
+        session.add_all([Store(crm_store_id="000101", name="北京朝阳大悦城店", branch_id=north.id),
+                         Store(crm_store_id="000102", name="北京海淀银泰店", branch_id=north.id)])
+        manager = User(username="bj_manager", role=Role.branch_manager.value, branch_id=north.id, password_hash="x")
+        operator = User(username="operator", role=Role.hq_operator.value, password_hash="x")
+        session.add_all([manager, operator])
+        session.commit()
+        return engine, actor_for(manager), actor_for(operator), north
+
+
+@pytest.mark.postgres
+def test_postgres_concurrent_commits_of_one_store_leave_exactly_one(pg_org):
+    engine, manager, operator, north = pg_org
+    previews = []
+    for actor, userid in ((manager, "from.manager"), (operator, "from.operator")):
+        parsed = read.parse_sheet(csv_bytes([["BJ01", "000101", "", userid, "甲"],
+                                           ["BJ01", "000102", "", userid + "2", "乙"]]), f"{userid}.csv")
+        with Session(engine) as session:
+            previews.append((actor, judge.preview(session=session, actor=actor, parsed=parsed, branch_id=north.id)))
+    barrier = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def run(actor, preview):
+        barrier.wait()
+        try:
+            with Session(engine) as session:
+                commit.commit(session=session, actor=actor, preview=preview)
+                session.commit()
+            outcomes.append("committed")
+        except ConcurrentEdit:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=run, args=p) for p in previews]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(outcomes) == ["committed", "refused"]
+    with Session(engine) as session:
+        current = session.exec(select(Binding).where(Binding.ended_at.is_(None))).all()
+        assert len(current) == 2  # both stores from the one winning file, nothing from the other
+        assert len({b.account_id for b in current}) == 2
+        assert len(session.exec(select(BindingImport)).all()) == 1
+        winner = session.exec(select(BindingImport)).one().uploaded_by_name
+        users = {session.get(Account, b.account_id).userid for b in current}
+        assert users == ({"from.manager", "from.manager2"} if winner == "bj_manager"
+                         else {"from.operator", "from.operator2"})
+
+
+@pytest.mark.postgres
+def test_postgres_replacement_ends_the_old_binding(pg_org):
+    engine, manager, operator, north = pg_org
+    with Session(engine) as session:
+        account = Account(userid="old.one", name="旧号")
+        session.add(account)
+        session.flush()
+        store = session.exec(select(Store).where(Store.crm_store_id == "000101")).one()
+        bindings.start_binding(session=session, actor=operator, store=store, account=account)
+        session.commit()
+    parsed = read.parse_sheet(csv_bytes([["BJ01", "000101", "", "new.one", "新号"]]), "swap.csv")
+    with Session(engine) as session:
+        preview = judge.preview(session=session, actor=manager, parsed=parsed)
+    assert preview.changed_count == 1 and preview.rows[0].previous_userid == "old.one"
+    with Session(engine) as session:
+        commit.commit(session=session, actor=manager, preview=preview)
+        session.commit()
+    with Session(engine) as session:
+        ended = session.exec(select(Binding).where(Binding.end_reason == "replaced")).one()
+        assert session.get(Account, ended.account_id).userid == "old.one"
+        assert session.exec(select(Account).where(Account.userid == "old.one")).one() is not None
