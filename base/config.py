@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     CAPACITY_CRITICAL_PCT: int = Field(default=90, ge=1, le=100)
     # How often the sidecar syncs customer counts (the demo syncs every minute).
     CAPACITY_SYNC_INTERVAL_SECONDS: int = Field(default=600, ge=10, le=86_400)
+    # The console's public URL: WeCom login redirects and the links in app messages.
+    CONSOLE_BASE_URL: str = "http://localhost:8501"
+    WECOM_LOGIN_BASE: str = "https://login.work.weixin.qq.com"
+    WECOM_OAUTH_BASE: str = "https://open.weixin.qq.com"
 
     @cached_property
     def database_url(self) -> str:
@@ -68,6 +72,11 @@ class Settings(BaseSettings):
             finally:
                 draft.unlink()
         return key_file.read_text().strip()
+
+    @property
+    def wecom_login_enabled(self) -> bool:
+        """QR login and app messages need the self-built app's corp id and agent id."""
+        return bool(self.WECOM_CORP_ID and self.WECOM_AGENT_ID)
 
     @property
     def uses_wecom_simulator(self) -> bool:

@@ -8,7 +8,7 @@ Prints
   2. the roll-up: taking in all 30 days at once (what `rebuild-funnel` or a
      fresh migration leaves pending), the sidecar's usual run after intake, one
      late event 25 days back, and a history file imported through the page's
-     code path (core.tracking.import_event_file) followed by its roll-up; the
+     code path (core.funnel.event_files.import_event_file) followed by its roll-up; the
      peak memory of this process;
   3. the page's queries (binding rate per branch; funnel per branch for the 30
      days, for days 11-20, for the mini program only, and for a range reaching
@@ -17,7 +17,7 @@ Prints
 
 The raw events go to DuckDB and, bulk-loaded, to tracking_event; the console's
 funnel facts are what intake derives from them (bulk-loaded for time, left
-pending) and are rolled up by core.metrics.
+pending) and are rolled up by core.funnel.rollup.
 Usage: .venv/bin/python bench/metrics_funnel.py [--events N] [--stores N] [--history N]
 """
 
@@ -145,7 +145,8 @@ def make_events(n: int, stores: pd.DataFrame, first_day: date, days: int, rng: n
     seconds = day0 + rng.integers(0, days, n) * 86400 + rng.integers(0, 86400, n)
     frame = pd.DataFrame({
         # Random hex ids, as clients make them (UUID-like): intake inserts them all over the index.
-        "event_id": [f"{prefix}{v:016x}{w:08x}" for v, w in zip(rng.integers(0, 2 ** 63, n).tolist(), range(n))],
+        "event_id": [f"{prefix}{v:016x}{w:08x}"
+                     for v, w in zip(rng.integers(0, 2 ** 63, n).tolist(), range(n), strict=True)],
         "event": STEPS[rng.choice(len(STEPS), n, p=STEP_SHARE)],
         "occurred_s": seconds,
         "user_key": "u" + pd.Series(user).astype(str),
@@ -173,7 +174,8 @@ def load_events(conn: sqlite3.Connection, events: pd.DataFrame) -> None:
     ordered = events.sort_values("event_id")
     stamps = pd.to_datetime(ordered.occurred_s, unit="s").dt.strftime("%Y-%m-%d %H:%M:%S.000000")
     rows = zip(ordered.event_id, ordered.event, stamps, ordered.day.astype(int).tolist(), ordered.user_key,
-               ordered.store_id.astype(int).tolist(), ordered.branch_id.astype(int).tolist(), ordered.platform)
+               ordered.store_id.astype(int).tolist(), ordered.branch_id.astype(int).tolist(), ordered.platform,
+               strict=True)
     conn.executemany("INSERT INTO tracking_event (event_id, event, occurred_at, day, user_key, store_id, branch_id, "
                      "platform, order_id, source, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, 'bench', ?)",
                      ((*row[:3], *row[3:], row[2]) for row in rows))

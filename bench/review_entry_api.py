@@ -62,7 +62,8 @@ request = function()
 end
 done = function(summary, latency, requests)
   io.write(string.format("P95_US %d\\nP50_US %d\\nERRORS %d\\n", latency:percentile(95), latency:percentile(50),
-    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write
+    + summary.errors.timeout))
 end
 """
 

@@ -3,7 +3,7 @@
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
@@ -12,11 +12,13 @@ from core.auth.permissions import Actor, Capability, require
 from db.fastsql import insert_many
 from db.models import AuditEntry
 
+# One renderer for every entry: keys sorted, Chinese as is. Built once, it
+# renders the ~50,000 entries of a sheet commit in a fraction of a second.
+_render = json.JSONEncoder(ensure_ascii=False, sort_keys=True, default=str).encode
+
 
 def _dump(value: dict[str, Any] | None) -> str | None:
-    if value is None:
-        return None
-    return json.dumps(value, ensure_ascii=False, default=str, sort_keys=True)
+    return None if value is None else _render(value)
 
 
 def record(
@@ -45,17 +47,24 @@ def record(
     return entry
 
 
-def record_many(*, session: Session, actor: Actor, at: datetime,
-                entries: list[tuple[str, str, str | int, int | None, str | None, str | None]]) -> None:
+class Entry(NamedTuple):
+    """One entry of `record_many`."""
+    action: str
+    entity_type: str
+    entity_id: str | int
+    branch_id: int | None
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
+def record_many(*, session: Session, actor: Actor, at: datetime, entries: list[Entry]) -> None:
     """Many entries in one bulk INSERT (a 50,000-row sheet commit), in the
-    caller's transaction. Each entry is (action, entity type, entity id, branch
-    id, before, after) with before/after as JSON text the caller has rendered
-    already (at that scale, from templates rather than json.dumps per row)."""
+    caller's transaction, rendered as `record` renders them."""
     insert_many(session.connection(), AuditEntry.__table__, [
-        {"at": at, "actor_user_id": actor.user_id, "actor_name": actor.name, "action": action,
-         "entity_type": entity_type, "entity_id": str(entity_id), "branch_id": branch, "before_json": before_json,
-         "after_json": after_json}
-        for action, entity_type, entity_id, branch, before_json, after_json in entries])
+        {"at": at, "actor_user_id": actor.user_id, "actor_name": actor.name, "action": e.action,
+         "entity_type": e.entity_type, "entity_id": str(e.entity_id), "branch_id": e.branch_id,
+         "before_json": _dump(e.before), "after_json": _dump(e.after)}
+        for e in entries])
 
 
 @dataclass(frozen=True)

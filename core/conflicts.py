@@ -6,7 +6,7 @@ ConcurrentEdit the page shows in Chinese, never a traceback; the caller rolls ba
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlmodel import Session
 
 from base.errors import ConcurrentEdit
@@ -16,7 +16,7 @@ _PG_LOCK_STATES = {"40001", "40P01", "55P03"}
 _PG_UNIQUE_VIOLATION = "23505"
 
 
-def _sqlstate(exc: Exception) -> str | None:
+def _sqlstate(exc: DBAPIError) -> str | None:
     return getattr(exc.orig, "sqlstate", None)
 
 
@@ -59,5 +59,8 @@ def lock_for_write(session: Session) -> None:
     transaction only at the first write, so earlier reads see no lock at all).
     PostgreSQL callers lock the rows they read instead (SELECT … FOR UPDATE)."""
     connection = session.connection()
-    if connection.dialect.name == "sqlite" and not connection.connection.dbapi_connection.in_transaction:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if connection.dialect.name == "sqlite":
+        driver = connection.connection.dbapi_connection
+        assert driver is not None  # the session holds its connection
+        if not driver.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")

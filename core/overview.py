@@ -8,6 +8,7 @@ from sqlmodel import Session, col, select
 from core import settings_store
 from core.auth.permissions import Actor, Capability, require
 from core.bindings import entries
+from core.bindings.service import counts_as_bound
 from core.scheduling.lease import heartbeat_age_seconds
 from db.models import Account, AccountStatus, Binding, Store, StoreStatus
 
@@ -52,25 +53,25 @@ class NeedsActionList:
 def overview(*, session: Session, actor: Actor) -> Overview:
     require(actor, Capability.view_directory)
     scope = actor.branch_scope
-    store_scope = [Store.branch_id == scope] if scope is not None else []
-    is_open = Store.status == StoreStatus.open
-    stores, open_stores = session.exec(
-        select(func.count(Store.id), func.count(Store.id).filter(is_open)).where(*store_scope)).one()
+    store_scope = [col(Store.branch_id) == scope] if scope is not None else []
+    is_open = col(Store.status) == StoreStatus.open
+    stores, open_stores, bound_open = session.exec(
+        select(func.count(col(Store.id)), func.count(col(Store.id)).filter(is_open),
+               func.count(col(Store.id)).filter(counts_as_bound())).where(*store_scope)).one()
     current = col(Binding.ended_at).is_(None)
     # Visible by the one entry rule, so the tile says what the API tells the App.
-    bound = select(func.count(Binding.id), func.count(Binding.id).filter(is_open),
-                   func.count(Binding.id).filter(entries.reason_expr().is_(None)),
-                   func.count(Binding.id).filter(col(Binding.reviewed_at).is_(None))) \
+    bound = select(func.count(col(Binding.id)), func.count(col(Binding.id)).filter(entries.reason_expr().is_(None)),
+                   func.count(col(Binding.id)).filter(col(Binding.reviewed_at).is_(None))) \
         .select_from(Binding) \
         .join(Store, col(Store.id) == Binding.store_id) \
         .join(Account, col(Account.id) == Binding.account_id) \
         .where(current, *store_scope)
-    current_bindings, bound_open, visible, pending = session.exec(bound).one()
+    current_bindings, visible, pending = session.exec(bound).one()
     warn_pct = settings_store.effective(session=session, key="capacity.warn_pct")
-    near = Account.customer_count * 100 >= Account.capacity_limit * warn_pct
-    full = Account.customer_count >= Account.capacity_limit
-    account_query = select(func.count(Account.id), func.count(Account.id).filter(near),
-                           func.count(Account.id).filter(full)).where(Account.status != AccountStatus.disabled)
+    near = col(Account.customer_count) * 100 >= col(Account.capacity_limit) * warn_pct
+    full = col(Account.customer_count) >= col(Account.capacity_limit)
+    account_query = select(func.count(col(Account.id)), func.count(col(Account.id)).filter(near),
+                           func.count(col(Account.id)).filter(full)).where(Account.status != AccountStatus.disabled)
     if scope is not None:
         account_query = account_query.join(Binding, (col(Binding.account_id) == Account.id) & current) \
             .join(Store, col(Store.id) == Binding.store_id).where(*store_scope)

@@ -5,8 +5,9 @@ so that a bad value is refused when saved, not when used.
 """
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from sqlmodel import Session, select
 
@@ -46,6 +47,8 @@ register(SettingSpec("capacity.hysteresis_pct", lambda: 5, int, 1, 50))
 register(SettingSpec("capacity.repeat_hours", lambda: 24, int, 1, 720))
 register(SettingSpec("capacity.alert_template", default_template, str))
 register(SettingSpec("wecom.calls_per_minute", lambda: 9000, int, 1, 10_000))
+# Off: only hq_admin may still log in with a password (break-glass); everyone else scans with WeCom.
+register(SettingSpec("auth.password_login", lambda: True, bool, capability=Capability.manage_users))
 
 
 def effective(*, session: Session, key: str) -> Any:

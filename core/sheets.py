@@ -14,7 +14,7 @@ import io
 import re
 import unicodedata
 import zipfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from string import ascii_uppercase
@@ -137,6 +137,8 @@ def _check_size(data: bytes) -> None:
 # column position, and the kind of each cell that is not plain text ("n"
 # number, "f" formula, "d" date), or None when all are text.
 RawRow = tuple[int, dict[int, str], dict[int, str] | None]
+# A table's rows, read lazily; closing it lets go of its part of the file.
+RawRows = Generator[RawRow, None, None]
 
 
 def read_sheet(data: bytes, filename: str, columns: list[SheetColumn], *, max_rows: int = MAX_ROWS,
@@ -187,7 +189,7 @@ def _looks_binary(text: str) -> bool:
     return controls > len(sample) // 50
 
 
-def _csv_rows(text: str) -> Iterator[RawRow]:
+def _csv_rows(text: str) -> RawRows:
     if _looks_binary(text):
         raise SheetError("sheet.binary_file")
     sample = text[:8192]
@@ -321,7 +323,7 @@ def _open_workbook(data: bytes):
         workbook.close()
 
 
-def _xlsx_rows(worksheet, workbook) -> Iterator[RawRow]:
+def _xlsx_rows(worksheet, workbook) -> RawRows:
     """The worksheet's rows straight from its XML, without openpyxl's per-cell
     objects (they cost more than the whole rest of an import at 50,000 rows).
     Only rows with a non-empty cell are yielded and nothing is kept for the
@@ -342,11 +344,10 @@ def _xlsx_rows(worksheet, workbook) -> Iterator[RawRow]:
                             raise _DamagedSheet
                     else:
                         letters = reference.rstrip(_DIGITS)
-                        position = _COLUMNS.get(letters)
-                        if position is None:
-                            position = _COLUMNS[letters.upper()]  # KeyError beyond column XFD
+                        found = _COLUMNS.get(letters)
+                        position = found if found is not None else _COLUMNS[letters.upper()]  # KeyError beyond XFD
                     kind = element.get("t")
-                    if kind == "s" and len(element) == 1 and element[0].tag == _VALUE:
+                    if kind == "s" and len(element) == 1 and element[0].tag == _VALUE and element[0].text is not None:
                         text = shared[int(element[0].text)]  # the usual cell, read without the general path
                         if text:
                             texts[position] = text
@@ -385,7 +386,7 @@ def _header_positions(texts: dict[int, str], wanted: dict[str, SheetColumn]) -> 
     return positions
 
 
-def _read_tables(tables: Iterable[tuple[str | None, Iterator[RawRow]]], columns: list[SheetColumn], kind: str,
+def _read_tables(tables: Iterable[tuple[str | None, RawRows]], columns: list[SheetColumn], kind: str,
                  encoding: str | None, max_rows: int) -> Sheet:
     """The first table (worksheet) with a header row in its first non-blank
     rows; when none has one, the columns missing from the closest candidate."""

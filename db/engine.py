@@ -58,7 +58,8 @@ def check_database(engine: Engine) -> None:
             conn.execute(text("SELECT 1"))
     except SQLAlchemyError as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0] if str(exc) else type(exc).__name__
-        raise DatabaseUnavailable(f"database {engine.url.render_as_string(hide_password=True)} unreachable: {reason}") from exc
+        where = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnavailable(f"database {where} unreachable: {reason}") from exc
 
 
 @contextmanager

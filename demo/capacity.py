@@ -42,7 +42,8 @@ def seed_capacity(session: Session, rng: random.Random) -> None:
     settings = get_settings()
     if settings.uses_wecom_simulator:
         base = settings.WECOM_API_BASE.rstrip("/")
-        session.add(AlertChannel(name="总部企微运营群（演示）", kind="wecom", url=f"{base}/cgi-bin/webhook/send?key=demo-hq"))
+        session.add(AlertChannel(name="总部企微运营群（演示）", kind="wecom",
+                                 url=f"{base}/cgi-bin/webhook/send?key=demo-hq"))
         shanghai = session.exec(select(Branch).where(Branch.code == "SH01")).first()
         if shanghai is not None:
             session.add(AlertChannel(name="上海分公司群（演示）", kind="wecom", branch_id=shanghai.id,

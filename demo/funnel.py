@@ -1,5 +1,5 @@
 """Demo funnel: 30 days of plausible tracking events and added customers, so
-导流效果 is alive on first run (a DEMO_EXTENSIONS entry of core.demo)."""
+导流效果 is alive on first run (a DEMO_EXTENSIONS entry of demo.seed)."""
 
 import hashlib
 import random

@@ -37,7 +37,10 @@ SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗"
 GIVEN = ["晓雯", "子涵", "思远", "欣怡", "浩然", "雨桐", "嘉怡", "俊杰", "梓萱", "一鸣", "佳琪", "文博"]
 
 STORES_PER_BRANCH = 75
-DEMO_EXTENSIONS: list[str] = ["demo.funnel:seed_funnel", "demo.capacity:seed_capacity"]  # "module:function", each (session, rng) -> None
+# The WeCom member the BJ branch manager is (QR login and app messages in the demo).
+BJ_MANAGER_MEMBER = "bj.manager"
+# "module:function", each (session, rng) -> None
+DEMO_EXTENSIONS: list[str] = ["demo.funnel:seed_funnel", "demo.capacity:seed_capacity", "demo.people:seed_people"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,7 @@ class DemoUser:
     role: str
     branch: str | None
     password: str
+    wecom_userid: str | None = None
 
 
 def is_empty(*, session: Session) -> bool:
@@ -65,7 +69,7 @@ def seed_demo(*, session: Session, seed: int = 20261123, capacity_limit: int = 5
 
     stores: list[Store] = []
     serial = 0
-    for branch, (_code, _name, city) in zip(branches, BRANCHES):
+    for branch, (_code, _name, city) in zip(branches, BRANCHES, strict=True):
         used: set[str] = set()
         for _ in range(STORES_PER_BRANCH):
             serial += 1
@@ -100,7 +104,8 @@ def seed_demo(*, session: Session, seed: int = 20261123, capacity_limit: int = 5
     session.add_all(accounts)
     session.flush()
 
-    for store, account in zip(stores, accounts):
+    # The spare accounts at the end of `accounts` stay unbound.
+    for store, account in zip(stores, accounts, strict=False):
         roll = rng.random()
         if roll < 0.12:
             continue  # no binding yet
@@ -155,12 +160,13 @@ def _demo_users(session: Session, branches: list[Branch]) -> list[DemoUser]:
     created: list[DemoUser] = []
     for username, role, branch, expires in specs:
         password = generate_password()
+        wecom_userid = BJ_MANAGER_MEMBER if username == "bj_manager" else None
         session.add(User(username=username, role=role.value, branch_id=branch.id if branch else None,
-                         expires_at=expires, password_hash=hash_password(password),
+                         expires_at=expires, password_hash=hash_password(password), wecom_userid=wecom_userid,
                          display_name={"admin": "总部管理员", "operator": "总部企微运营", "agency": "代运营(上海)",
                                        "bj_manager": "北京分公司经理", "sh_manager": "上海分公司经理",
                                        "analyst": "数据分析"}[username]))
-        created.append(DemoUser(username, role.value, branch.code if branch else None, password))
+        created.append(DemoUser(username, role.value, branch.code if branch else None, password, wecom_userid))
     session.flush()
     return created
 

@@ -8,6 +8,9 @@ WeCom (`webhook/send`), DingTalk (`robot/send`, signed) and Feishu
 (`hook/<name>`). Per-API rate limits, injectable errcodes, HTTP errors and
 delays make the failure paths testable. In demo mode a few members gain
 customers over time. `GET /_simulator/inbox` lists what the robots received.
+
+Members, QR/OAuth2 login, app messages (`GET /_simulator/app_inbox`), departed
+members' customers and `change_contact` callbacks: demo/simulator_people.py.
 """
 
 import base64
@@ -23,6 +26,16 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from demo.simulator_people import (
+    CODE_TTL_SECONDS,
+    LEFT,
+    MEMBER_PER_HOUR,
+    MEMBER_PER_MINUTE,
+    AppMessage,
+    People,
+    customer_ids,
+)
 
 log = logging.getLogger("wecom.simulator")
 
@@ -55,8 +68,12 @@ class WeComSimulator:
     def __init__(self, *, corp_id: str = "wwsimulator", secret: str = "simulator-secret",
                  token_ttl_seconds: int = 7200, per_minute: int | None = None,
                  robot_secrets: dict[str, str] | None = None, robot_per_minute: dict[str, int] | None = None,
-                 port: int = 0, host: str = "127.0.0.1") -> None:
+                 port: int = 0, host: str = "127.0.0.1", agent_id: str = "1000002",
+                 code_ttl_seconds: float = CODE_TTL_SECONDS, member_per_minute: int = MEMBER_PER_MINUTE,
+                 member_per_hour: int = MEMBER_PER_HOUR, callback_url: str | None = None,
+                 callback_token: str | None = None, callback_aes_key: str | None = None) -> None:
         self.corp_id = corp_id
+        self.agent_id = str(agent_id)
         self.secret = secret
         self.token_ttl_seconds = token_ttl_seconds
         # Calls per API in any 60-second window; None = unlimited.
@@ -78,6 +95,10 @@ class WeComSimulator:
         self._robot_windows: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
         self._stop = threading.Event()
+        self.people = People(corp_id=corp_id, agent_id=self.agent_id, code_ttl_seconds=code_ttl_seconds,
+                             member_per_minute=member_per_minute, member_per_hour=member_per_hour,
+                             callback_url=callback_url, callback_token=callback_token,
+                             callback_aes_key=callback_aes_key)
         simulator = self
 
         class Handler(_Handler):
@@ -148,6 +169,37 @@ class WeComSimulator:
         with self._lock:
             return [m for m in self.inbox if kind is None or m.kind == kind]
 
+    def set_members(self, members: dict[str, dict[str, Any]]) -> None:
+        """WeCom members: {userid: {"name", "status" (1 active, 2 disabled, 4 not
+        activated, 5 left), "customer_contact"}}; added to or replacing the known ones."""
+        self.people.set_members(members)
+
+    def member_leaves(self, userid: str, status: int = LEFT) -> int | None:
+        """The member leaves the company: `user/get` says `status`, the customers of
+        one who left (5) await transfer, and the console gets `delete_user`.
+        Answers the console's HTTP status (None without a callback)."""
+        self._change_status(userid, status)
+        return self.people.post_change_contact(userid, "delete_user")
+
+    def member_updates(self, userid: str, status: int) -> int | None:
+        """The member's status changes (e.g. disabled, 2): `update_user` with `Status`."""
+        self._change_status(userid, status)
+        return self.people.post_change_contact(userid, "update_user", status)
+
+    def app_messages(self) -> list[AppMessage]:
+        """What members received as app messages (after the limits and the duplicate check)."""
+        return self.people.messages()
+
+    def _change_status(self, userid: str, status: int) -> None:
+        customers = 0
+        if status == LEFT:
+            # Gone from the follow list: the customers wait for a colleague, no more growth.
+            with self._lock:
+                customers = self.customers.pop(userid.lower(), 0)
+                self.growth.pop(userid.lower(), None)
+        self.people.change_status(userid, status, customers)
+        log.info("member %s now has status %s", userid, status)
+
     # -- behaviour ---------------------------------------------------------
 
     def _take_fault(self, api: str) -> Fault | None:
@@ -168,13 +220,14 @@ class WeComSimulator:
             window.append(now)
             return False
 
-    def api(self, api: str, query: dict[str, str]) -> dict[str, Any]:
+    def api(self, api: str, query: dict[str, str], body: dict[str, Any] | None = None) -> dict[str, Any]:
         with self._lock:
             self.calls[api] += 1
         fault = self._take_fault(api)
         if fault and fault.errcode is not None:
             return {"errcode": fault.errcode, "errmsg": f"simulated error {fault.errcode}"}
-        if self._over_limit(self._windows, api, self.per_minute):
+        # Exchanging a login code is exempt from WeCom's call limits.
+        if api != "auth/getuserinfo" and self._over_limit(self._windows, api, self.per_minute):
             return {"errcode": 45009, "errmsg": "api freq out of limit"}
         if api == "gettoken":
             if query.get("corpid") != self.corp_id:
@@ -196,18 +249,25 @@ class WeComSimulator:
             return {"errcode": 42001, "errmsg": "access_token expired"}
         if api == "externalcontact/get_follow_user_list":
             with self._lock:
-                return {"errcode": 0, "errmsg": "ok",
-                        "follow_user": [self.userids.get(key, key) for key in self.customers]}
+                keys = list(self.customers)
+            return {"errcode": 0, "errmsg": "ok",
+                    "follow_user": [self.userids.get(key, key) for key in keys if self.people.may_follow(key)]}
         if api == "externalcontact/list":
             userid = query.get("userid", "")
             with self._lock:
                 count = self.customers.get(userid.lower())
             if count is None:
                 return {"errcode": 84061, "errmsg": "not external contact"}
-            prefix = hashlib.md5(userid.encode()).hexdigest()[:10]
-            return {"errcode": 0, "errmsg": "ok",
-                    "external_userid": [f"wm{prefix}{number:08d}" for number in range(count)]}
-        return {"errcode": 48002, "errmsg": "api forbidden"}
+            return {"errcode": 0, "errmsg": "ok", "external_userid": customer_ids(userid, count)}
+        if api == "user/get":
+            key = query.get("userid", "").lower()
+            with self._lock:
+                serving = self.userids.get(key)
+            # Known only by its customers (tests that set counts alone): an active member, as in the follow list.
+            if serving is not None and key not in self.people.members:
+                return {"errcode": 0, "errmsg": "ok", "userid": serving, "name": serving, "status": 1}
+        answer = self.people.api(api, query, body or {})
+        return answer if answer is not None else {"errcode": 48002, "errmsg": "api forbidden"}
 
     def robot(self, kind: str, robot: str, query: dict[str, str], body: dict[str, Any]) -> tuple[int, dict]:
         """A robot's answer: (HTTP status, JSON body)."""
@@ -266,17 +326,30 @@ def _robot_text(kind: str, body: dict[str, Any]) -> str | None:
 class _Handler(BaseHTTPRequestHandler):
     sim: WeComSimulator
     protocol_version = "HTTP/1.1"
+    # Headers and body go out as two writes; with Nagle on, a kept-alive client waits ~40 ms for each answer.
+    disable_nagle_algorithm = True
 
     def log_message(self, fmt: str, *args: Any) -> None:
         log.debug(fmt, *args)
 
     def _send(self, status: int, payload: Any) -> None:
-        data = json.dumps(payload, ensure_ascii=False).encode()
+        self._send_bytes(status, json.dumps(payload, ensure_ascii=False).encode(), "application/json; charset=utf-8")
+
+    def _send_bytes(self, status: int, data: bytes, content_type: str, location: str | None = None) -> None:
         self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
+        if location:
+            self.send_header("Location", location)
         self.end_headers()
         self.wfile.write(data)
+
+    def _send_page(self, answer: tuple[int, str]) -> None:
+        status, text = answer
+        if status == 302:
+            self._send_bytes(302, b"", "text/plain; charset=utf-8", location=text)
+        else:
+            self._send_bytes(status, text.encode(), "text/html; charset=utf-8")
 
     def _route(self, method: str) -> None:
         url = urlparse(self.path)
@@ -327,9 +400,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, [{"kind": m.kind, "robot": m.robot, "text": m.text, "received_at": m.received_at}
                              for m in sim.messages()])
             return
+        if path == "/_simulator/app_inbox":
+            self._send(200, [{"userid": m.userid, "title": m.title, "description": m.description, "url": m.url,
+                              "btntxt": m.btntxt, "at": m.at} for m in sim.app_messages()])
+            return
+        if method == "GET" and path in ("/wwlogin/sso/login", "/connect/oauth2/authorize"):
+            self._send_page(sim.people.picker(query, qr_login=path == "/wwlogin/sso/login"))
+            return
+        if method == "GET" and path == "/_simulator/scan":
+            self._send_page(sim.people.scan(query))
+            return
         if path.startswith("/cgi-bin/"):
             api = path[len("/cgi-bin/"):]
-            answer = sim.api(api, query)
+            # Only calls with a JSON body pass it, so subclasses overriding api(api, query) keep working.
+            answer = sim.api(api, query, body) if body else sim.api(api, query)
             with sim._lock:
                 sim.answers[int(answer.get("errcode", 0))] += 1
             self._send(200, answer)
@@ -350,3 +434,12 @@ def fetch_inbox(base_url: str, timeout: float = 3.0) -> list[dict[str, Any]]:
     response = httpx.get(f"{base_url.rstrip('/')}/_simulator/inbox", timeout=timeout)
     response.raise_for_status()
     return sorted(response.json(), key=lambda m: m["received_at"], reverse=True)
+
+
+def fetch_app_inbox(base_url: str, timeout: float = 3.0) -> list[dict[str, Any]]:
+    """The app messages members received, newest first (beside the robot inbox in demo mode)."""
+    import httpx
+
+    response = httpx.get(f"{base_url.rstrip('/')}/_simulator/app_inbox", timeout=timeout)
+    response.raise_for_status()
+    return sorted(response.json(), key=lambda m: m["at"], reverse=True)

@@ -1,3 +1,5 @@
+"""The binding sheet: upload, preview, row problems, commit and history."""
+
 ZH_CN = {
     "binding_import.upload_title": "上传绑定表",
     "binding_import.history_title": "导入记录",

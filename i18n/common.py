@@ -1,3 +1,10 @@
+"""Generic messages shared by every page (`common.`, `error.`, `app.`, `settings.`)
+and the names of codes stored in the tables (`role.`, `store_status.`,
+`account_status.`, `end_reason.`)."""
+
+# The generic prefixes this file holds (every other file holds only its own name's prefix).
+PREFIXES = ("app", "common", "error", "settings", "role", "store_status", "account_status", "end_reason")
+
 ZH_CN = {
     "app.title": "门店企微运营后台",
     "app.simulator_banner": "演示模式：企业微信接口为内置模拟器（{base}），机器人消息进入内置收件箱，不会发往真实企业微信。",
@@ -20,6 +27,8 @@ ZH_CN = {
     "common.to": "结束日期",
     "common.saved": "已保存。",
     "common.no_rows": "没有符合条件的记录。",
+    # A problem stored as words before problems were stored as key + params (migration 0010).
+    "common.legacy_text": "{text}",
     "error.permission_denied": "您没有权限执行此操作。",
     "error.branch_out_of_scope": "您只能查看或操作本分公司的数据。",
     "error.not_found": "记录不存在或已被删除。",
@@ -27,7 +36,7 @@ ZH_CN = {
     "settings.unknown_key": "未知的设置项：{key}",
     "settings.bad_value": "设置项 {key} 的值格式不正确。",
     "settings.out_of_range": "设置项 {key} 的值须在 {minimum} 到 {maximum} 之间。",
-    "jobs.unknown_job": "未知的任务：{job_id}",
+    "settings.chain_wide_only": "阈值、告警文案、默认容量和调用上限对所有分公司生效，只能由不限分公司的总部账号修改。",
     "role.hq_admin": "总部管理员",
     "role.hq_operator": "总部企微运营",
     "role.branch_manager": "分公司管理员",

@@ -1,16 +1,19 @@
 import pandas as pd
 import streamlit as st
 
-from base.errors import ConcurrentEdit, DomainError
+from base.errors import ConcurrentEdit
+from base.problems import Problem
 from base.timeutil import format_display
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
 from console.ui.ticked_rows import TickedTable
 from console.ui.widgets import download_buttons, page_window, pager
 from core import settings_store
 from core.auth.permissions import Capability
 from core.directory import accounts as account_service
+from core.directory import members as member_service
 from db.models import AccountStatus
-from i18n import t
+from i18n import error_text, t
 
 actor = page_actor(Capability.view_directory)
 can_edit = actor.can(Capability.manage_accounts)
@@ -26,13 +29,15 @@ if flash:
 
 
 def account_frame(rows: list[account_service.AccountRow]) -> pd.DataFrame:
-    columns = ["userid", "name", "status", "customer_count", "capacity_limit", "usage", "store", "synced",
-               "sync_error"]
+    columns = ["userid", "name", "status", "status_reason", "customer_count", "capacity_limit", "usage", "store",
+               "synced", "sync_error"]
     return pd.DataFrame([{
         "userid": r.userid, "name": r.name, "status": t(f"account_status.{r.status}"),
+        "status_reason": error_text(Problem.decode(r.status_reason)) if r.status_reason else "",
         "customer_count": r.customer_count, "capacity_limit": r.capacity_limit, "usage": round(r.usage * 100, 1),
         "store": f"{r.crm_store_id} {r.store_name}" if r.crm_store_id else "",
-        "synced": format_display(r.count_synced_at), "sync_error": r.sync_error or "",
+        "synced": format_display(r.count_synced_at),
+        "sync_error": error_text(Problem.decode(r.sync_error)) if r.sync_error else "",
     } for r in rows], columns=columns).rename(columns={c: t(f"accounts.col.{c}") for c in columns})
 
 
@@ -100,30 +105,23 @@ def edit_form(basis: account_service.AccountRow) -> None:
             st.caption(t("accounts.disable_note", store=basis.crm_store_id))
         if not st.form_submit_button(t("common.save"), type="primary"):
             return
-    try:
-        with db() as session:
-            account_service.update_account(session=session, actor=actor, account_id=ref,
-                                           expected_version=basis.version, capacity_limit=int(new_limit),
-                                           status=new_status)
-    except ConcurrentEdit as exc:
-        if exc.key != "accounts.changed_meanwhile":
-            show_error(exc)
-            return
+    with showing_errors():
         try:
             with db() as session:
+                account_service.update_account(session=session, actor=actor, account_id=ref,
+                                               expected_version=basis.version, capacity_limit=int(new_limit),
+                                               status=new_status)
+        except ConcurrentEdit as exc:
+            if exc.key != "accounts.changed_meanwhile":
+                raise
+            with db() as session:
                 fresh = account_service.account_row(session=session, actor=actor, account_id=ref)
-        except DomainError as reload_error:
-            show_error(reload_error)
-            return
-        # Show what the other operator changed, and reload the form with it.
-        st.session_state[CONFLICT_KEY] = t("accounts.conflict", userid=basis.userid,
-                                           changes=describe_changes(basis, fresh))
-        st.session_state[BASIS_KEY] = fresh
-        del st.session_state[limit_key], st.session_state[status_key]
-        st.rerun()
-    except DomainError as exc:
-        show_error(exc)
-    else:
+            # Show what the other operator changed, and reload the form with it.
+            st.session_state[CONFLICT_KEY] = t("accounts.conflict", userid=basis.userid,
+                                               changes=describe_changes(basis, fresh))
+            st.session_state[BASIS_KEY] = fresh
+            del st.session_state[limit_key], st.session_state[status_key]
+            st.rerun()
         table.clear()
         st.session_state.pop(BASIS_KEY, None)
         st.session_state["accounts_flash"] = t("accounts.saved", userid=basis.userid)
@@ -144,3 +142,45 @@ if total and st.toggle(t("accounts.export"), key="accounts_export"):
     with db() as session:
         all_rows, _ = account_service.search_accounts(session=session, actor=actor, filters=filters, limit=total)
     download_buttons(account_frame(all_rows), "accounts", "accounts_dl")
+
+
+def departed_section() -> None:
+    """Departed members' customers awaiting transfer, by the store the member served last."""
+    st.subheader(t("accounts.departed.title"))
+    st.caption(t("accounts.departed.caption"))
+    with db() as session:
+        departed = member_service.departed_members(session=session, actor=actor)
+    if not departed:
+        st.caption(t("accounts.departed.none"))
+        return
+
+    def store_of(member: member_service.DepartedMember) -> str:
+        return f"{member.crm_store_id} {member.store_name}" if member.crm_store_id else t("accounts.departed.no_store")
+
+    by_store: dict[str, list[member_service.DepartedMember]] = {}
+    for member in departed:
+        by_store.setdefault(store_of(member), []).append(member)
+    for store, store_members in by_store.items():
+        st.markdown(t("accounts.departed.store_total", store=store, members=len(store_members),
+                      customers=sum(m.customers for m in store_members)))
+    columns = ["store", "userid", "name", "customers", "dimission_time"]
+    st.dataframe(pd.DataFrame([{
+        "store": store_of(m), "userid": m.userid, "name": m.name, "customers": m.customers,
+        "dimission_time": format_display(m.dimission_time),
+    } for m in departed], columns=columns).rename(columns={c: t(f"accounts.departed.col.{c}") for c in columns}),
+        hide_index=True, width="stretch")
+    with st.expander(t("accounts.departed.details")):
+        by_userid = {m.userid: m for m in departed}
+        chosen = st.selectbox(t("accounts.departed.pick"), list(by_userid), key="accounts_departed_member",
+                              format_func=lambda userid: t(
+                                  "accounts.departed.member", store=store_of(by_userid[userid]), userid=userid,
+                                  name=by_userid[userid].name, customers=by_userid[userid].customers))
+        with db() as session:
+            customers = member_service.customers_awaiting_transfer(session=session, actor=actor, userid=chosen)
+        st.dataframe(pd.DataFrame([{
+            t("accounts.departed.col.external_userid"): external_userid,
+            t("accounts.departed.col.dimission_time"): format_display(dimission_time),
+        } for external_userid, dimission_time in customers]), hide_index=True, width="stretch")
+
+
+departed_section()

@@ -1,16 +1,17 @@
 import pandas as pd
 import streamlit as st
 
-from base.errors import DomainError
+from base.problems import Problem
 from base.timeutil import format_display
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
 from core import settings_store
 from core.alerts import channels as channel_service
 from core.auth.permissions import Capability
 from core.capacity import alert_settings
 from core.capacity.template import PLACEHOLDERS, default_template
 from core.capacity.usage import visible_branches
-from i18n import t
+from i18n import error_text, t
 
 actor = page_actor(Capability.manage_alerts)
 st.title(t("alert_settings.title"))
@@ -43,13 +44,11 @@ else:
         repeat = cols[4].number_input(t("alert_settings.repeat_hours"), 1, 720, int(values["capacity.repeat_hours"]),
                                       key="th_repeat")
         if st.form_submit_button(t("alert_settings.save_thresholds")):
-            try:
+            with showing_errors():
                 with db() as session:
                     alert_settings.save_thresholds(session=session, actor=actor, warn=warn, critical=critical,
                                                    full=full, hysteresis=hysteresis, repeat_hours=repeat)
                 st.success(t("common.saved"))
-            except DomainError as exc:
-                show_error(exc)
 
     st.subheader(t("alert_settings.sync"))
     with st.form("alert_sync"):
@@ -60,14 +59,12 @@ else:
         default_limit = cols[1].number_input(t("alert_settings.default_limit"), 1, 1_000_000,
                                              int(values["capacity.default_limit"]), key="sync_default_limit")
         if st.form_submit_button(t("alert_settings.save_sync")):
-            try:
+            with showing_errors():
                 with db() as session:
                     settings_store.save(session=session, actor=actor, key="wecom.calls_per_minute", value=calls)
                     settings_store.save(session=session, actor=actor, key="capacity.default_limit",
                                         value=default_limit)
                 st.success(t("common.saved"))
-            except DomainError as exc:
-                show_error(exc)
 
     st.subheader(t("alert_settings.template"))
     st.caption(t("alert_settings.template_help", placeholders="、".join("{" + p + "}" for p in PLACEHOLDERS)))
@@ -78,15 +75,13 @@ else:
         save = left.form_submit_button(t("alert_settings.save_template"))
         reset = right.form_submit_button(t("alert_settings.reset_template"))
     if save or reset:
-        try:
+        with showing_errors():
             with db() as session:
                 saved = alert_settings.save_template(session=session, actor=actor,
                                                      text=default_template() if reset else text)
             st.success(t("common.saved"))
             st.caption(t("alert_settings.template_preview"))
             st.code(alert_settings.preview(saved), language=None)
-        except DomainError as exc:
-            show_error(exc)
 
 st.subheader(t("alert_settings.channels"))
 if channel_rows:
@@ -98,29 +93,26 @@ if channel_rows:
         t("alert_settings.ch.signed"): t("common.yes") if row.channel.secret else t("common.no"),
         t("alert_settings.ch.pending"): row.pending,
         t("alert_settings.ch.last_success"): format_display(row.channel.last_success_at),
-        t("alert_settings.ch.last_error"): (f"{format_display(row.channel.last_error_at)} {row.channel.last_error}"
-                                            if row.channel.last_error else ""),
+        t("alert_settings.ch.last_error"): (
+            f"{format_display(row.channel.last_error_at)} {error_text(Problem.decode(row.channel.last_error))}"
+            if row.channel.last_error else ""),
     } for row in channel_rows]), hide_index=True, width="stretch")
     by_id = {row.channel.id: row.channel for row in channel_rows}
     chosen = st.selectbox(t("alert_settings.channel_select"), list(by_id), key="channel_chosen",
                           format_func=lambda c: f"#{c} {by_id[c].name}")
     left, right = st.columns(2)
     if left.button(t("alert_settings.send_test"), key="channel_test"):
-        try:
+        with showing_errors():
             with db() as session:
                 channel_service.send_test(session=session, actor=actor, channel_id=chosen)
             st.success(t("alert_settings.test_ok"))
-        except DomainError as exc:
-            show_error(exc)
     if right.button(t("alert_settings.toggle"), key="channel_toggle"):
-        try:
+        with showing_errors():
             with db() as session:
                 channel_service.set_enabled(session=session, actor=actor, channel_id=chosen,
                                             enabled=not by_id[chosen].enabled, version=by_id[chosen].version)
             st.success(t("alert_settings.toggled"))
             st.rerun()
-        except DomainError as exc:
-            show_error(exc)
 else:
     st.info(t("alert_settings.channels_none"))
 
@@ -137,11 +129,9 @@ with st.form("channel_add", clear_on_submit=False):
     branch_code = st.selectbox(t("alert_settings.branch"), branch_choices, key="channel_branch",
                                format_func=lambda c: branch_codes.get(c, t("alert_settings.ch.all_branches")))
     if st.form_submit_button(t("alert_settings.add")):
-        try:
+        with showing_errors():
             with db() as session:
                 channel = channel_service.add_channel(session=session, actor=actor, kind=kind, url=url, secret=secret,
                                                       branch_code=branch_code, name=name)
             st.success(t("alert_settings.added", name=channel.name))
             st.rerun()
-        except DomainError as exc:
-            show_error(exc)

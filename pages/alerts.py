@@ -5,15 +5,16 @@ import pandas as pd
 import streamlit as st
 
 from base.config import get_settings
-from base.errors import DomainError
+from base.problems import Problem
 from base.timeutil import display_zone, format_display
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
 from console.ui.widgets import page_window, pager
 from core.alerts import channels as channel_service
 from core.alerts import log as alert_log
 from core.auth.permissions import Capability
 from demo.simulator import fetch_inbox
-from i18n import t
+from i18n import error_text, t
 
 actor = page_actor(Capability.manage_alerts)
 st.title(t("alerts.title"))
@@ -73,13 +74,11 @@ with st.form("alerts_ack"):
                             format_func=lambda a: f"#{a} {unacknowledged[a].userid} "
                                                   f"{t(f'capacity.level.{unacknowledged[a].alert.level}')}")
     if st.form_submit_button(t("alerts.ack_button")):
-        try:
+        with showing_errors():
             with db() as session:
                 done = alert_log.acknowledge(session=session, actor=actor, alert_versions={
                     alert_id: unacknowledged[alert_id].alert.version for alert_id in chosen})
             st.success(t("alerts.acked", count=done))
-        except DomainError as exc:
-            show_error(exc)
 
 st.subheader(t("alerts.deliveries"))
 delivery_status = st.segmented_control(
@@ -101,7 +100,7 @@ if deliveries:
         t("alerts.dcol.sent"): format_display(d.delivery.sent_at),
         t("alerts.dcol.digest"): t("alerts.dcol.digest_of", count=d.delivery.digest_size - 1)
         if d.delivery.digest_size else "",
-        t("alerts.dcol.error"): d.delivery.last_error or "",
+        t("alerts.dcol.error"): error_text(Problem.decode(d.delivery.last_error)) if d.delivery.last_error else "",
         t("alerts.dcol.text"): d.delivery.text,
     } for d in deliveries]), hide_index=True, width="stretch")
 else:
@@ -113,12 +112,10 @@ if failed:
     with st.form("alerts_retry"):
         retry = st.multiselect(t("alerts.retry_select"), failed, key="alerts_retry_ids", placeholder=t("alerts.choose"))
         if st.form_submit_button(t("alerts.retry_button")):
-            try:
+            with showing_errors():
                 with db() as session:
                     count = alert_log.retry_deliveries(session=session, actor=actor, delivery_ids=retry)
                 st.success(t("alerts.retried", count=count))
-            except DomainError as exc:
-                show_error(exc)
 
 settings = get_settings()
 if settings.uses_wecom_simulator:

@@ -1,9 +1,9 @@
 import pandas as pd
 import streamlit as st
 
-from base.errors import DomainError
 from base.timeutil import format_display
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
 from core.auth import api_keys as api_key_service
 from core.auth.permissions import Capability
 from i18n import t
@@ -14,12 +14,9 @@ st.title(t("api_keys.title"))
 with st.form("api_key_create", clear_on_submit=True):
     name = st.text_input(t("api_keys.name"))
     if st.form_submit_button(t("api_keys.create"), type="primary"):
-        try:
+        with showing_errors():
             with db() as session:
                 _, plain = api_key_service.create_api_key(session=session, actor=actor, name=name)
-        except DomainError as exc:
-            show_error(exc)
-        else:
             st.success(t("api_keys.created"))
             st.code(plain, language=None)
 
@@ -27,7 +24,8 @@ with db() as session:
     keys = api_key_service.list_api_keys(session=session, actor=actor)
 st.dataframe(pd.DataFrame([{
     t("api_keys.col.id"): k.id, t("api_keys.name"): k.name, t("api_keys.col.prefix"): k.prefix + "…",
-    t("api_keys.col.created"): format_display(k.created_at), t("api_keys.col.last_used"): format_display(k.last_used_at),
+    t("api_keys.col.created"): format_display(k.created_at),
+    t("api_keys.col.last_used"): format_display(k.last_used_at),
     t("api_keys.col.status"): t("api_keys.revoked") if k.revoked_at else t("api_keys.active"),
 } for k in keys]), hide_index=True, width="stretch")
 
@@ -37,10 +35,7 @@ if live:
     if picked is not None:
         st.warning(t("api_keys.confirm_revoke"))
         if st.button(t("api_keys.revoke"), type="primary", key="api_key_revoke"):
-            try:
+            with showing_errors():
                 with db() as session:
                     api_key_service.revoke_api_key(session=session, actor=actor, key_id=picked)
-            except DomainError as exc:
-                show_error(exc)
-            else:
                 st.rerun()

@@ -3,12 +3,14 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from base.errors import ConcurrentEdit, DomainError
+from base.errors import ConcurrentEdit
 from base.timeutil import format_display
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
 from console.ui.widgets import page_window, pager
 from core.auth.permissions import Capability
 from core.bindings.imports import commit, judge, read, template
+from core.bindings.imports.flow import NextStep, next_step
 from core.directory import stores as store_service
 from i18n import error_text, t
 
@@ -72,14 +74,11 @@ data = upload.getvalue()
 cache_key = (hashlib.sha256(data).hexdigest(), upload.name, branch_id)
 cached = st.session_state.get("bi_preview")
 if cached is None or cached[0] != cache_key:
-    try:
+    st.session_state.pop("bi_preview", None)
+    with showing_errors(stop=True):
         parsed = read.parse_sheet(data, upload.name)
         with db() as session:
             preview = judge.preview(session=session, actor=actor, parsed=parsed, branch_id=branch_id)
-    except DomainError as exc:
-        st.session_state.pop("bi_preview", None)
-        show_error(exc)
-        st.stop()
     cached = (cache_key, preview)
     st.session_state["bi_preview"] = cached
     st.session_state.pop("bi_stale", None)
@@ -133,12 +132,14 @@ if preview.error_count or preview.warning_count:
                        file_name=f"{parsed.filename.rsplit('.', 1)[0]}_report.xlsx", mime=XLSX_MIME,
                        key="bi_report_dl", on_click="ignore")
 
-if preview.error_count:
+step = next_step(preview)
+if step is NextStep.fix_errors:
     st.error(t("binding_import.errors_block", count=preview.error_count))
     st.stop()
-if preview.repeats_earlier_import:
+if step is NextStep.already_imported:
+    # The notice above says when and by whom.
     st.stop()
-if not preview.changes_something:
+if step is NextStep.nothing_to_change:
     st.info(t("binding_import.nothing_to_commit"))
     st.stop()
 
@@ -153,20 +154,18 @@ if stale:
     st.stop()
 
 confirmed = True
-if preview.warning_count:
+if step is NextStep.confirm_warnings:
     # Keyed by the file: a tick given for one file never carries over to the next.
     confirmed = st.checkbox(t("binding_import.confirm_warning_box", count=preview.warning_count),
                             key=f"bi_confirm_{nonce}_{cache_key[0][:16]}_{branch_id}")
 if st.button(t("binding_import.commit"), type="primary", disabled=not confirmed, key="bi_commit"):
-    try:
-        with db() as session:
-            result = commit.commit(session=session, actor=actor, preview=preview, confirm_warnings=confirmed)
-    except ConcurrentEdit as exc:
-        st.session_state["bi_stale"] = error_text(exc)
-        st.rerun()
-    except DomainError as exc:
-        show_error(exc)
-    else:
+    with showing_errors():
+        try:
+            with db() as session:
+                result = commit.commit(session=session, actor=actor, preview=preview, confirm_warnings=confirmed)
+        except ConcurrentEdit as exc:
+            st.session_state["bi_stale"] = error_text(exc)
+            st.rerun()
         st.session_state["bi_flash"] = t("binding_import.committed", new=result.new_count,
                                          changed=result.changed_count, unchanged=result.unchanged_count,
                                          accounts=result.accounts_created)

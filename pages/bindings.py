@@ -1,9 +1,9 @@
 import pandas as pd
 import streamlit as st
 
-from base.errors import DomainError
 from base.timeutil import format_display
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
 from console.ui.ticked_rows import TickedTable
 from console.ui.widgets import download_buttons, page_window, pager
 from core.auth.permissions import Capability
@@ -74,18 +74,18 @@ def confirm_bulk(pending: dict) -> None:
         close_pending()
         st.rerun()
     if left.button(t("common.confirm"), type="primary", key="review_confirm"):
-        try:
-            with db() as session:
-                result = review.set_shown(session=session, actor=actor, versions=pending["versions"], shown=shown)
-        except review.BulkRefused as exc:
-            st.error(error_text(exc))
-            st.dataframe(pd.DataFrame([{
-                t("bindings.col.crm_store_id"): p.crm_store_id, t("bindings.col.store_name"): p.store_name,
-                t("bindings.col.problem"): t(f"bindings.problem.{p.reason}"),
-            } for p in exc.problems]), hide_index=True, width="stretch")
-        except DomainError as exc:
-            show_error(exc)
-        else:
+        with showing_errors():
+            try:
+                with db() as session:
+                    result = review.set_shown(session=session, actor=actor, versions=pending["versions"],
+                                              shown=shown)
+            except review.BulkRefused as exc:
+                st.error(error_text(exc))
+                st.dataframe(pd.DataFrame([{
+                    t("bindings.col.crm_store_id"): p.crm_store_id, t("bindings.col.store_name"): p.store_name,
+                    t("bindings.col.problem"): t(f"bindings.problem.{p.reason}"),
+                } for p in exc.problems]), hide_index=True, width="stretch")
+                return
             close_pending()
             table.clear()
             st.session_state["review_flash"] = t("bindings.done_show" if shown else "bindings.done_hide",
@@ -115,13 +115,8 @@ filters = review.BindingFilter(branch_id=branch_id, review=review_state, shown=s
                                search=search)
 
 offset, limit = page_window("review")
-try:
-    with db() as session:
-        rows, total = review.search_bindings(session=session, actor=actor, filters=filters, offset=offset,
-                                             limit=limit)
-except DomainError as exc:
-    show_error(exc)
-    st.stop()
+with showing_errors(stop=True), db() as session:
+    rows, total = review.search_bindings(session=session, actor=actor, filters=filters, offset=offset, limit=limit)
 
 # A ticked row is still itself only with the same binding at the same version.
 table = TickedTable("review_table", (filters, offset, limit),
@@ -165,7 +160,8 @@ if len(selected) == 1:
     row = selected[0]
     ref = row.binding_id
     st.subheader(t("bindings.row_title", store=row.crm_store_id, name=row.store_name))
-    tabs = st.tabs([t("bindings.tab.history"), *([t("bindings.tab.replace"), t("bindings.tab.unbind")] if can_act else [])])
+    tabs = st.tabs([t("bindings.tab.history"),
+                    *([t("bindings.tab.replace"), t("bindings.tab.unbind")] if can_act else [])])
     with tabs[0]:
         with db() as session:
             history = review.store_history(session=session, actor=actor, store_id=row.store_id)
@@ -202,14 +198,11 @@ if len(selected) == 1:
                     if not userid.strip():
                         st.error(t("bindings.replace.userid_required"))
                     else:
-                        try:
+                        with showing_errors():
                             with db() as session:
                                 review.replace_account(session=session, actor=actor, binding_id=row.binding_id,
                                                        expected_version=row.version, userid=userid, name=name,
                                                        show_now=show_now)
-                        except DomainError as exc:
-                            show_error(exc)
-                        else:
                             table.clear()
                             st.session_state["review_flash"] = t("bindings.replace.done", store=row.crm_store_id,
                                                                  userid=userid.strip())
@@ -218,13 +211,10 @@ if len(selected) == 1:
             st.warning(t("bindings.unbind.warning", store=row.crm_store_id, userid=row.wecom_userid))
             sure = st.checkbox(t("bindings.unbind.confirm"), key=f"review_unbind_sure_{ref}")
             if st.button(t("bindings.unbind.submit"), disabled=not sure, key=f"review_unbind_{ref}"):
-                try:
+                with showing_errors():
                     with db() as session:
                         review.unbind(session=session, actor=actor, binding_id=row.binding_id,
                                       expected_version=row.version)
-                except DomainError as exc:
-                    show_error(exc)
-                else:
                     table.clear()
                     st.session_state["review_flash"] = t("bindings.unbind.done", store=row.crm_store_id)
                     st.rerun()

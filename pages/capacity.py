@@ -2,16 +2,18 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from base.errors import DomainError
+from base.problems import Problem
 from base.timeutil import format_display, to_display
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
 from console.ui.widgets import download_buttons, page_window, pager
 from core.auth.permissions import Capability
 from core.capacity import usage as usage_service
 from core.capacity.evaluate import thresholds
 from core.capacity.jobs import SYNC_JOB
+from core.directory.jobs import SYNC_MEMBERS_JOB
 from core.scheduling import jobs, lease
-from i18n import CATALOG, LANGUAGE, t
+from i18n import CATALOG, LANGUAGE, error_text, t
 
 actor = page_actor(Capability.view_directory)
 st.title(t("capacity.title"))
@@ -34,12 +36,8 @@ sort = middle.selectbox(t("capacity.sort"), ["risk", "days_to_full", "growth"], 
                         format_func=lambda key: t(f"capacity.sort.{key}"))
 only_over = right.checkbox(t("capacity.only_over"), key="capacity_only_over")
 
-try:
-    with db() as session:
-        rows = usage_service.account_usage(session=session, actor=actor, branch_id=branch_id)
-except DomainError as exc:
-    show_error(exc)
-    st.stop()
+with showing_errors(stop=True), db() as session:
+    rows = usage_service.account_usage(session=session, actor=actor, branch_id=branch_id)
 
 metrics = st.columns(5)
 metrics[0].metric(t("capacity.metric.accounts"), f"{len(rows):,}")
@@ -85,7 +83,7 @@ else:
         t("capacity.col.growth"): None if r.growth_per_day is None else round(r.growth_per_day, 1),
         t("capacity.col.days_to_full"): None if r.days_to_full is None else round(r.days_to_full, 1),
         t("capacity.col.synced_at"): format_display(r.synced_at),
-        t("capacity.col.sync_error"): r.sync_error or "",
+        t("capacity.col.sync_error"): error_text(Problem.decode(r.sync_error)) if r.sync_error else "",
     } for r in rows])
     offset, limit = page_window("capacity_list")
     st.dataframe(frame.iloc[offset:offset + limit], hide_index=True, width="stretch", column_config={
@@ -97,16 +95,14 @@ else:
     by_id = {r.account_id: r for r in rows}
     chosen = st.selectbox(t("capacity.trend_account"), list(by_id)[:500], key="capacity_trend_account",
                           format_func=lambda a: f"{by_id[a].userid} · {by_id[a].name} · {by_id[a].pct:.1f}%")
-    try:
+    with showing_errors():
         with db() as session:
             trend = usage_service.account_trend(session=session, actor=actor, account_id=chosen)
-    except DomainError as exc:
-        show_error(exc)
-    else:
         if not trend.points:
             st.caption(t("capacity.trend_none"))
         else:
-            series, actual, forecast = t("capacity.trend.series"), t("capacity.trend.actual"), t("capacity.trend.forecast")
+            series, actual = t("capacity.trend.series"), t("capacity.trend.actual")
+            forecast = t("capacity.trend.forecast")
             time_col, count_col = t("capacity.trend.time"), t("capacity.trend.count")
             data = [{time_col: to_display(at), count_col: count, series: actual} for at, count in trend.points]
             usage = trend.usage
@@ -141,15 +137,15 @@ with db() as session:
 st.caption(t("capacity.jobs.heartbeat_missing") if age is None else
            t("capacity.jobs.heartbeat", age=t("capacity.jobs.heartbeat_age", seconds=int(age))))
 if actor.can(Capability.manage_alerts):
-    if SYNC_JOB in pending:
-        st.caption(t("capacity.sync_pending"))
-    elif st.button(t("capacity.sync_now"), key="capacity_sync_now"):
-        try:
-            with db() as session:
-                jobs.request_run(session=session, actor=actor, job_id=SYNC_JOB)
-            st.success(t("capacity.sync_queued"))
-        except DomainError as exc:
-            show_error(exc)
+    for job_id, label, key in [(SYNC_JOB, t("capacity.sync_now"), "capacity_sync_now"),
+                               (SYNC_MEMBERS_JOB, t("job.directory.sync_members"), "capacity_sync_members")]:
+        if job_id in pending:
+            st.caption(t("capacity.sync_pending"))
+        elif st.button(label, key=key):
+            with showing_errors():
+                with db() as session:
+                    jobs.request_run(session=session, actor=actor, job_id=job_id)
+                st.success(t("capacity.sync_queued"))
 
 
 def job_name(job_id: str) -> str:
@@ -164,7 +160,7 @@ def runs_frame(runs) -> pd.DataFrame:
         t("capacity.jobs.col.outcome"): t(f"job_outcome.{run.outcome}"),
         t("capacity.jobs.col.holder"): run.holder,
         t("capacity.jobs.col.figures"): run.figures_json or "",
-        t("capacity.jobs.col.error"): run.error or "",
+        t("capacity.jobs.col.error"): error_text(Problem.decode(run.error)) if run.error else "",
     } for run in runs])
 
 

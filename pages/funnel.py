@@ -4,9 +4,9 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from base.errors import DomainError
 from base.timeutil import display_zone
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
 from core.auth.permissions import Capability
 from core.directory import stores as store_service
 from core.exports import to_csv_bytes, to_xlsx_bytes
@@ -78,20 +78,15 @@ filters = queries.MetricsFilter(start, end, branch_id, store_id, platform)
 branch_codes = {b.id: b.code for b in branches}
 store_codes = {r.store_id: r.crm_store_id for r in branch_stores} if branch_id is not None else {}
 
-try:
-    with db() as session:
-        pending = rollup.pending(session=session)
-        zone_change = rollup.zone_change(session=session)
-        zone = rollup.recorded_zone(session=session)
-        current = queries.overall(session=session, actor=actor, filters=filters)
-        before = queries.previous_period(session=session, actor=actor, filters=filters)
-        trend = queries.daily(session=session, actor=actor, filters=filters)
-        branch_rows = [] if store_id is not None else queries.by_branch(session=session, actor=actor,
-                                                                        filters=filters)
-        unattributed = queries.unattributed_adds(session=session, actor=actor, filters=filters)
-except DomainError as exc:
-    show_error(exc)
-    st.stop()
+with showing_errors(stop=True), db() as session:
+    pending = rollup.pending(session=session)
+    zone_change = rollup.zone_change(session=session)
+    zone = rollup.recorded_zone(session=session)
+    current = queries.overall(session=session, actor=actor, filters=filters)
+    before = queries.previous_period(session=session, actor=actor, filters=filters)
+    trend = queries.daily(session=session, actor=actor, filters=filters)
+    branch_rows = [] if store_id is not None else queries.by_branch(session=session, actor=actor, filters=filters)
+    unattributed = queries.unattributed_adds(session=session, actor=actor, filters=filters)
 
 if pending.facts >= rollup.PENDING_COUNT_CAP:
     st.info(t("funnel.pending_many", facts=rollup.PENDING_COUNT_CAP))
@@ -108,7 +103,7 @@ users_before = before.funnel.count("order_result_view")
 # With nothing in the previous period a change says nothing either.
 tiles[0].metric(t("funnel.kpi.order_result_users"), f"{users_now:,}",
                 delta=t("funnel.delta_users", value=users_now - users_before) if users_before else None)
-for tile, (name, label) in zip(tiles[1:], RATES):
+for tile, (name, label) in zip(tiles[1:], RATES, strict=True):
     now_value, before_value = rate_of(current, name), rate_of(before, name)
     # The binding rate is as of now; comparing it with itself says nothing.
     delta = None if name == "binding_rate" or now_value is None or before_value is None else \
@@ -185,12 +180,9 @@ if branch_rows:
                          key="funnel_drill")
     if drill is not None:
         drilled = queries.MetricsFilter(start, end, drill, None, platform)
-        try:
+        with showing_errors():
             with db() as session:
                 store_rows = queries.by_store(session=session, actor=actor, filters=drilled)
-        except DomainError as exc:
-            show_error(exc)
-        else:
             st.subheader(t("funnel.stores"))
             store_frame = figures_frame(store_rows, stores=True)
             st.dataframe(store_frame, hide_index=True, width="stretch")
@@ -206,14 +198,11 @@ if actor.can(Capability.import_events):
         upload = st.file_uploader(t("funnel.import"), type=["csv", "jsonl", "ndjson", "json"], key="funnel_upload")
         if upload is not None and st.button(t("funnel.import_button"), type="primary", key="funnel_import"):
             bar = st.progress(0.0)
-            try:
+            with showing_errors():
                 result = event_files.import_event_file(
                     session_factory=db, actor=actor, stream=upload, filename=upload.name,
                     progress=lambda lines, share: bar.progress(share, text=t("funnel.import_progress", lines=lines,
                                                                               percent=share)))
-            except DomainError as exc:
-                show_error(exc)
-            else:
                 st.success(t("funnel.import_done", lines=result.lines, accepted=result.accepted,
                              duplicates=result.duplicates, rejected=len(result.problems)))
                 if result.problems:

@@ -3,7 +3,8 @@ import streamlit as st
 
 from base.errors import DomainError
 from base.timeutil import format_display
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
 from console.ui.widgets import download_buttons, page_window, pager
 from core.auth.permissions import Capability
 from core.bindings.imports import history, read
@@ -46,7 +47,8 @@ outcome = st.selectbox(t("binding_import.filter"), list(outcomes), format_func=o
 
 def rows_frame(rows: list[history.ImportedRow]) -> pd.DataFrame:
     return pd.DataFrame([{
-        t("binding_import.col.row"): r.row_number, t("binding_import.col.status"): t(f"binding_import.status.{r.outcome}"),
+        t("binding_import.col.row"): r.row_number,
+        t("binding_import.col.status"): t(f"binding_import.status.{r.outcome}"),
         read.LABELS["crm_store_id"]: r.crm_store_id, read.LABELS["store_name"]: r.store_name,
         read.LABELS["wecom_userid"]: r.wecom_userid, read.LABELS["wecom_name"]: r.wecom_name,
         t("binding_import.col.previous"): r.previous_userid or "",
@@ -55,13 +57,9 @@ def rows_frame(rows: list[history.ImportedRow]) -> pd.DataFrame:
 
 
 row_offset, row_limit = page_window("import_rows")
-try:
-    with db() as session:
-        rows, row_total = history.import_rows(session=session, actor=actor, import_id=import_id, outcome=outcome,
-                                              offset=row_offset, limit=row_limit)
-except DomainError as exc:
-    show_error(exc)
-    st.stop()
+with showing_errors(stop=True), db() as session:
+    rows, row_total = history.import_rows(session=session, actor=actor, import_id=import_id, outcome=outcome,
+                                          offset=row_offset, limit=row_limit)
 st.dataframe(rows_frame(rows), hide_index=True, width="stretch")
 pager(row_total, "import_rows")
 if st.toggle(t("common.download_xlsx") + " / CSV", key="import_rows_export"):

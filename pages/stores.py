@@ -1,8 +1,8 @@
 import pandas as pd
 import streamlit as st
 
-from base.errors import DomainError
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
 from console.ui.widgets import download_buttons, page_window, pager
 from core.auth.permissions import Capability
 from core.directory import stores as store_service
@@ -17,7 +17,8 @@ def store_frame(rows: list[store_service.StoreListRow]) -> pd.DataFrame:
         t("stores.col.crm_store_id"): r.crm_store_id, t("stores.col.name"): r.name,
         t("stores.col.branch"): r.branch_name, t("stores.col.status"): t(f"store_status.{r.status}"),
         t("stores.col.wecom_userid"): r.wecom_userid or "", t("stores.col.wecom_name"): r.wecom_name or "",
-        t("stores.col.entry"): t("bindings.entry.visible") if r.entry_reason is None else t(f"entry_reason.{r.entry_reason}"),
+        t("stores.col.entry"): (t("bindings.entry.visible") if r.entry_reason is None
+                                else t(f"entry_reason.{r.entry_reason}")),
     } for r in rows], columns=[t(k) for k in ("stores.col.crm_store_id", "stores.col.name", "stores.col.branch",
                                               "stores.col.status", "stores.col.wecom_userid",
                                               "stores.col.wecom_name", "stores.col.entry")])
@@ -68,17 +69,15 @@ if actor.can(Capability.manage_stores):
         # Any file is taken: core names a wrong type in Chinese, Streamlit's own check would not.
         upload = st.file_uploader(t("stores.import"), key="stores_upload")
         if upload is not None and st.button(t("stores.import"), type="primary", key="stores_import"):
-            try:
+            with showing_errors():
                 with db() as session:
                     result = store_service.import_stores(session=session, actor=actor, data=upload.getvalue(),
                                                          filename=upload.name)
-            except DomainError as exc:
-                show_error(exc)
-            else:
                 if result.ok:
                     st.success(t("stores.import_done", created=result.created, updated=result.updated,
                                  unchanged=result.unchanged, branches_created=result.branches_created))
                 else:
                     st.error(t("stores.import_failed", count=len(result.errors)))
-                    st.dataframe(pd.DataFrame([{t("stores.import_col.row"): row, t("stores.import_col.reason"): t(key, **params)}
+                    st.dataframe(pd.DataFrame([{t("stores.import_col.row"): row,
+                                                t("stores.import_col.reason"): t(key, **params)}
                                                for row, key, params in result.errors]), hide_index=True)

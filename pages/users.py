@@ -3,11 +3,13 @@ from datetime import date, datetime, time
 import pandas as pd
 import streamlit as st
 
-from base.errors import DomainError
 from base.timeutil import format_display, to_display, to_storage
-from console.ui.context import db, page_actor, show_error
+from console.ui.actions import showing_errors
+from console.ui.context import db, page_actor
+from core import settings_store
 from core.auth import users as user_service
 from core.auth.permissions import Capability
+from core.auth.sessions import PASSWORD_LOGIN_SETTING, password_login_enabled
 from core.directory import stores as store_service
 from db.models import Role
 from i18n import t
@@ -32,6 +34,7 @@ with db() as session:
 st.dataframe(pd.DataFrame([{
     t("users.username"): u.username, t("users.display_name"): u.display_name, t("users.role"): t(f"role.{u.role}"),
     t("users.branch"): code or "", t("users.expires_at"): format_display(u.expires_at, "%Y-%m-%d"),
+    t("users.wecom_userid"): u.wecom_userid or "",
     t("users.disabled"): t("common.yes") if u.disabled else t("common.no"),
     t("users.col.last_change"): format_display(u.updated_at),
 } for u, code in listed]), hide_index=True, width="stretch")
@@ -45,15 +48,14 @@ with create_tab, st.form("user_create", clear_on_submit=True):
     branch_code = cols[1].selectbox(t("users.branch"), list(branch_options), format_func=branch_options.get)
     expires = cols[0].date_input(t("users.expires_at"), value=None)
     password = cols[1].text_input(t("users.password"), type="password")
+    wecom_userid = st.text_input(t("users.wecom_userid"), help=t("users.wecom_userid_help"),
+                                 key="users_create_wecom_userid")
     if st.form_submit_button(t("users.create"), type="primary"):
-        try:
+        with showing_errors():
             with db() as session:
                 user_service.create_user(session=session, actor=actor, data=user_service.UserCreate(
                     username=username, role=role, password=password, display_name=display_name,
-                    branch_code=branch_code, expires_at=expiry_to_storage(expires)))
-        except DomainError as exc:
-            show_error(exc)
-        else:
+                    branch_code=branch_code, expires_at=expiry_to_storage(expires), wecom_userid=wecom_userid))
             st.success(t("users.created", username=username.strip()))
 
 with edit_tab:
@@ -68,30 +70,40 @@ with edit_tab:
             role = cols[1].selectbox(t("users.role"), role_options, index=role_options.index(user.role),
                                      format_func=lambda r: t(f"role.{r}"))
             branch_keys = list(branch_options)
-            branch_code = cols[0].selectbox(t("users.branch"), branch_keys, format_func=branch_options.get,
-                                            index=branch_keys.index(current_branch) if current_branch in branch_keys else 0)
+            branch_code = cols[0].selectbox(
+                t("users.branch"), branch_keys, format_func=branch_options.get,
+                index=branch_keys.index(current_branch) if current_branch in branch_keys else 0)
             shown_expiry = to_display(user.expires_at)
             expires = cols[1].date_input(t("users.expires_at"), value=shown_expiry.date() if shown_expiry else None)
+            wecom_userid = st.text_input(t("users.wecom_userid"), value=user.wecom_userid or "",
+                                         help=t("users.wecom_userid_help"), key=f"users_edit_wecom_{user.id}")
             disabled = st.checkbox(t("users.disabled"), value=user.disabled)
             if st.form_submit_button(t("common.save"), type="primary"):
-                try:
+                with showing_errors():
                     with db() as session:
                         user_service.update_user(session=session, actor=actor, user_id=user.id,
                                                  expected_version=user.version, data=user_service.UserUpdate(
                                                      role=role, display_name=display_name, branch_code=branch_code,
-                                                     expires_at=expiry_to_storage(expires), disabled=disabled))
-                except DomainError as exc:
-                    show_error(exc)
-                else:
+                                                     expires_at=expiry_to_storage(expires), disabled=disabled,
+                                                     wecom_userid=wecom_userid))
                     st.success(t("users.updated", username=user.username))
         with st.form(f"user_password_{user.id}_{user.version}", clear_on_submit=True):
             new_password = st.text_input(t("users.new_password"), type="password")
             if st.form_submit_button(t("users.reset_password")):
-                try:
+                with showing_errors():
                     with db() as session:
                         user_service.reset_password(session=session, actor=actor, user_id=user.id,
                                                     expected_version=user.version, password=new_password)
-                except DomainError as exc:
-                    show_error(exc)
-                else:
                     st.success(t("users.password_reset_done", username=user.username))
+
+st.subheader(t("users.password_login"))
+with db() as session:
+    password_login = password_login_enabled(session=session)
+with st.form("users_password_login_form"):
+    allowed = st.toggle(t("users.password_login_on"), value=password_login, help=t("users.password_login_help"),
+                        key="users_password_login")
+    if st.form_submit_button(t("common.save"), key="users_password_login_save"):
+        with showing_errors():
+            with db() as session:
+                settings_store.save(session=session, actor=actor, key=PASSWORD_LOGIN_SETTING, value=allowed)
+            st.success(t("users.password_login_saved"))

@@ -8,12 +8,17 @@ export PATH="$PWD/.venv/bin:$PATH"
 mkdir -p data
 
 # Without a real WeCom app configured, the demo runs against the built-in
-# simulator (WeCom API + robot inbox) on loopback; the console says so.
+# simulator (WeCom API, QR login, app messages, robot inbox) on loopback; the
+# console says so. The simulator posts member changes to the console's callback.
 simulator=0
 if [ -z "${WECOM_CORP_ID:-}" ]; then
   simulator=1
   export WECOM_API_BASE="http://127.0.0.1:${WECOM_SIMULATOR_PORT:-8502}"
-  export WECOM_CORP_ID=wwdemo0000000001 WECOM_SECRET=demo-simulator-secret
+  export WECOM_LOGIN_BASE="$WECOM_API_BASE" WECOM_OAUTH_BASE="$WECOM_API_BASE"
+  export WECOM_CORP_ID=wwdemo0000000001 WECOM_SECRET=demo-simulator-secret WECOM_AGENT_ID=1000002
+  export WECOM_CALLBACK_TOKEN=demo-callback-token
+  export WECOM_CALLBACK_AES_KEY=c3RvcmUtd2Vjb20tY29uc29sZS1kZW1vLWFlcy1rZXk
+  export CONSOLE_BASE_URL="http://localhost:${PORT:-8501}"
   export CAPACITY_SYNC_INTERVAL_SECONDS="${CAPACITY_SYNC_INTERVAL_SECONDS:-60}"
 fi
 
@@ -34,14 +39,16 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 if [ "$simulator" = 1 ]; then
+  # One BJ store's member leaves the company four minutes after start.
   python -m console simulator --port "${WECOM_SIMULATOR_PORT:-8502}" --from-database --grow 3 \
+    --callback-url "$CONSOLE_BASE_URL/wecom/callback" --leave-after 240 \
     > data/simulator.log 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do
     grep -q "WeCom simulator on" data/simulator.log 2>/dev/null && break
     sleep 0.2
   done
-  echo "WeCom simulator and robot inbox on $WECOM_API_BASE (log: data/simulator.log)"
+  echo "WeCom simulator, app-message and robot inboxes on $WECOM_API_BASE (log: data/simulator.log)"
 fi
 python scheduler.py > data/scheduler.log 2>&1 &
 pids+=($!)

@@ -21,11 +21,21 @@ fi
 
 scripts/setup.sh requirements-test.txt
 set +e
+# Imports only point down (layers in pyproject.toml), then lint and types.
+lint=0
+echo "lint-imports, ruff, mypy:"
+.venv/bin/lint-imports --no-cache | tail -n 4 || lint=1
+.venv/bin/ruff check --quiet . || lint=1
+.venv/bin/mypy || lint=1
 .venv/bin/python -m pytest "$@"
 status=$?
 set -e
 if [ "$status" = 5 ]; then
   echo "error: pytest collected no tests" >&2
   exit 1
+fi
+if [ "$lint" != 0 ]; then
+  echo "error: lint-imports, ruff or mypy failed (see above)" >&2
+  [ "$status" = 0 ] && status=1
 fi
 exit "$status"

@@ -11,15 +11,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Engine
 from sqlmodel import Session
 
 from base.config import get_settings
 from core.auth import sessions
-from core.auth.passwords import hash_password
-from core.auth.permissions import Actor
 from db.engine import get_engine
 from db.migrate import upgrade_to_head
-from db.models import Branch, Role, Store, User
+from db.models import Branch, Role
+from tests.support import factories
+from tests.support.factories import LoggedUser, make_org
 from tests.support.postgres import PostgresServer, find_bin_dir
 
 IN_CI = os.environ.get("CI", "").lower() == "true"
@@ -91,45 +92,36 @@ def pg_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> s
     return url
 
 
+@pytest.fixture
+def org(session: Session) -> dict[str, Branch]:
+    """Two branches with a few stores each (one closed, IDs with leading zeros): factories.ORG_STORES."""
+    return make_org(session)
+
+
 @dataclass
-class LoggedUser:
-    user: User
-    password: str
-    actor: Actor
+class PgOrg:
+    engine: Engine
+    north: Branch
+    south: Branch
 
 
 @pytest.fixture
-def org(session: Session) -> dict[str, Branch]:
-    """Two branches with a few stores each (one closed, IDs with leading zeros)."""
-    north = Branch(code="BJ01", name="北京分公司")
-    south = Branch(code="SH01", name="上海分公司")
-    session.add_all([north, south])
-    session.flush()
-    session.add_all([
-        Store(crm_store_id="000101", name="北京朝阳大悦城店", branch_id=north.id),
-        Store(crm_store_id="000102", name="北京海淀银泰店", branch_id=north.id),
-        Store(crm_store_id="101", name="北京东城王府井店", branch_id=north.id),
-        Store(crm_store_id="000103", name="北京丰台万达店", branch_id=north.id, status="closed"),
-        Store(crm_store_id="000201", name="上海浦东陆家嘴店", branch_id=south.id),
-        Store(crm_store_id="000202", name="上海徐汇港汇店", branch_id=south.id),
-    ])
-    session.commit()
-    return {"north": north, "south": south}
+def pg_org(pg_url: str) -> PgOrg:
+    """The `org` fixture's branches and stores on a fresh PostgreSQL database."""
+    engine = get_engine(pg_url)
+    with Session(engine, expire_on_commit=False) as session:
+        return PgOrg(engine, **make_org(session))
 
 
 @pytest.fixture
 def make_user(session: Session):
+    """Users named after their role and a counter (hq_operator1, viewer2, …) unless named."""
     counter = {"n": 0}
 
-    def make(role: Role | str, branch: Branch | None = None, *, username: str | None = None,
-             password: str = "correct-horse-1", **fields) -> LoggedUser:
+    def make(role: Role | str, branch: Branch | None = None, *, username: str | None = None, **fields) -> LoggedUser:
         counter["n"] += 1
-        role = Role(role)
-        user = User(username=username or f"{role.value}{counter['n']}", role=role.value,
-                    branch_id=branch.id if branch else None, password_hash=hash_password(password), **fields)
-        session.add(user)
-        session.commit()
-        return LoggedUser(user, password, sessions.actor_for(user))
+        return factories.make_user(session, role, branch, username=username or f"{Role(role).value}{counter['n']}",
+                                   **fields)
 
     return make
 
@@ -195,7 +187,6 @@ def console_server(db_url: str, tmp_path: Path):
     server.start()
     yield server
     server.stop()
-
 
 
 @pytest.fixture

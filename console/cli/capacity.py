@@ -13,7 +13,8 @@ from core.auth.permissions import system_actor
 from core.capacity.placement import placements
 from core.capacity.rules import usage_pct
 from db.engine import check_database, get_engine, session_scope
-from db.models import Account, AccountStatus, AlertChannel
+from db.models import Account, AccountStatus, AlertChannel, ChannelKind
+from demo import people
 from demo.simulator import WeComSimulator
 
 CLI_ACTOR = system_actor("cli")
@@ -39,6 +40,12 @@ def register(subparsers) -> None:
                    help="demo: this many accounts just under the warning line gain customers and cross it")
     p.add_argument("--grow-speed", type=float, default=1.0,
                    help="demo: run the growth this many times faster (tests)")
+    p.add_argument("--agent-id", help="the self-built app's agent id; default: WECOM_AGENT_ID or 1000002")
+    p.add_argument("--callback-url", help="where member changes are posted as change_contact callbacks")
+    p.add_argument("--callback-token", help="default: WECOM_CALLBACK_TOKEN")
+    p.add_argument("--callback-aes-key", help="default: WECOM_CALLBACK_AES_KEY")
+    p.add_argument("--leave-after", type=float, metavar="SECONDS",
+                   help="demo (with --from-database): a BJ store's member leaves the company after this long")
     p.set_defaults(handler=cmd_simulator)
 
 
@@ -52,11 +59,15 @@ def cmd_add_channel(args) -> int:
     return 0
 
 
-def growth_plan(accounts: list[tuple[str, int, int]], warn_pct: int, how_many: int) -> dict[str, float]:
+def growth_plan(accounts: list[tuple[str, int, int]], warn_pct: int, how_many: int,
+                first: set[str] | frozenset[str] = frozenset()) -> dict[str, float]:
     """Customers per minute for the accounts closest under the warning line, so
-    each crosses it a minute or two after the previous one. `accounts`: (userid,
-    count, limit) of the accounts that may grow."""
+    each crosses it a minute or two after the previous one; the closest of those
+    in `first` goes first. `accounts`: (userid, count, limit) of the accounts that may grow."""
     under = sorted((a for a in accounts if usage_pct(a[1], a[2]) < warn_pct), key=lambda a: -usage_pct(a[1], a[2]))
+    leader = next((a for a in under if a[0] in first), None)
+    if leader is not None:
+        under = [leader, *(a for a in under if a is not leader)]
     plan: dict[str, float] = {}
     for number, (userid, count, limit) in enumerate(under[:how_many]):
         missing = limit * warn_pct / 100 - count
@@ -70,7 +81,12 @@ def cmd_simulator(args) -> int:
     settings = get_settings()
     sim = WeComSimulator(corp_id=args.corp_id or settings.WECOM_CORP_ID or "wwsimulator",
                          secret=args.secret or settings.WECOM_SECRET or "simulator-secret",
-                         per_minute=args.per_minute, host=args.host, port=args.port)
+                         per_minute=args.per_minute, host=args.host, port=args.port,
+                         agent_id=args.agent_id or settings.WECOM_AGENT_ID or "1000002",
+                         callback_url=args.callback_url,
+                         callback_token=args.callback_token or settings.WECOM_CALLBACK_TOKEN,
+                         callback_aes_key=args.callback_aes_key or settings.WECOM_CALLBACK_AES_KEY)
+    leaving: threading.Timer | None = None
     if args.from_database:
         check_database(get_engine())
         with session_scope() as session:
@@ -78,19 +94,31 @@ def cmd_simulator(args) -> int:
                                        Account.status)).all()
             warn = settings_store.effective(session=session, key="capacity.warn_pct")
             placed = placements(session=session)
-            with_own_robot = set(session.exec(select(AlertChannel.branch_id).where(
-                col(AlertChannel.branch_id).is_not(None), col(AlertChannel.enabled).is_(True))).all())
+            branch_channels = session.exec(select(AlertChannel.branch_id, AlertChannel.kind).where(
+                col(AlertChannel.branch_id).is_not(None), col(AlertChannel.enabled).is_(True))).all()
+            sim.set_members(people.members_from_database(session=session))
+            with_own_robot = {branch_id for branch_id, kind in branch_channels if kind != ChannelKind.wecom_app}
+            with_app_channel = {branch_id for branch_id, kind in branch_channels if kind == ChannelKind.wecom_app}
+            # Grow accounts that serve a store (the alert names its branch and store) in a
+            # branch without its own robot: each crossing is then one message, in the HQ group;
+            # first one whose branch managers get app messages.
+            growable = [(u, c, lim, placed[account_id].branch_id) for account_id, u, c, lim, s in rows
+                        if s == AccountStatus.active and account_id in placed
+                        and placed[account_id].branch_id not in with_own_robot]
+            plan = growth_plan([(u, c, lim) for u, c, lim, _branch in growable], warn, args.grow,
+                               first={u for u, _c, _lim, branch in growable if branch in with_app_channel})
+            leaver = people.leaving_member(session=session, keep=set(plan)) if args.leave_after is not None else None
         sim.set_customers({userid: count for _id, userid, count, _limit, _status in rows})
         sim.set_limits({userid: limit for _id, userid, _count, limit, _status in rows})
-        # Grow accounts that serve a store (the alert names its branch and store) in a
-        # branch without its own robot: each crossing is then one message, in the HQ group.
-        plan = growth_plan([(u, c, lim) for account_id, u, c, lim, s in rows
-                            if s == AccountStatus.active and account_id in placed
-                            and placed[account_id].branch_id not in with_own_robot], warn, args.grow)
         if plan:
             sim.grow(plan, speed=args.grow_speed)
             for userid, rate in plan.items():
                 print(f"demo growth: {userid} +{rate:.0f} customers/min", flush=True)
+        if leaver is not None:
+            leaving = threading.Timer(args.leave_after, sim.member_leaves, [leaver[0]])
+            leaving.daemon = True
+            leaving.start()
+            print(f"demo: member {leaver[0]} ({leaver[1]}) leaves the company in {args.leave_after:.0f} s", flush=True)
     sim.start()
     print(f"WeCom simulator on {sim.base_url} (corp id {sim.corp_id}); robot inbox {sim.base_url}/_simulator/inbox",
           flush=True)
@@ -98,5 +126,7 @@ def cmd_simulator(args) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     stopped.wait()
+    if leaving is not None:
+        leaving.cancel()
     sim.stop()
     return 0

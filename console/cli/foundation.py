@@ -29,6 +29,7 @@ def register(subparsers) -> None:
     p.add_argument("--display-name", default="")
     p.add_argument("--expires", help="last valid day YYYY-MM-DD (agency operators)")
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    p.add_argument("--wecom-userid", help="link the user to this WeCom member (QR login, app messages)")
     p.set_defaults(handler=cmd_create_user)
 
     p = subparsers.add_parser("create-api-key", help="print a new API key once; only its hash is stored")
@@ -76,8 +77,9 @@ def cmd_create_user(args) -> int:
     with session_scope() as session:
         user = users.create_user(session=session, actor=CLI_ACTOR, data=users.UserCreate(
             username=args.username, role=args.role, password=password, display_name=args.display_name,
-            branch_code=args.branch, expires_at=expires))
-        print(f"created user {user.username} ({user.role})")
+            branch_code=args.branch, expires_at=expires, wecom_userid=args.wecom_userid))
+        linked = f", WeCom member {user.wecom_userid}" if user.wecom_userid else ""
+        print(f"created user {user.username} ({user.role}{linked})")
     if generated:
         print(f"password: {password}")
     return 0
@@ -122,7 +124,8 @@ def cmd_seed_demo(args) -> int:
             return 0
         created = demo.seed_demo(session=session)
     lines = ["Demo logins (demo data only; generated for this database):"]
-    lines += [f"  {u.username:<12} {u.password:<20} {u.role}{' ' + u.branch if u.branch else ''}" for u in created]
+    lines += [f"  {u.username:<12} {u.password:<20} {u.role}{' ' + u.branch if u.branch else ''}"
+              + (f"  (or scan with WeCom as {u.wecom_userid})" if u.wecom_userid else "") for u in created]
     print("\n".join(lines))
     if args.credentials_file:
         args.credentials_file.parent.mkdir(parents=True, exist_ok=True)

@@ -7,12 +7,11 @@ import streamlit as st
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from base.errors import DomainError
 from console.web.cookies import SESSION_COOKIE, logout_token, unsign_session
 from core.auth import sessions
 from core.auth.permissions import Actor, Capability
 from db.engine import get_engine, session_scope
-from i18n import error_text, t
+from i18n import t
 
 ACTOR_KEY = "_actor"
 
@@ -57,7 +56,3 @@ def page_actor(capability: Capability) -> Actor:
         st.error(t("error.permission_denied"))
         st.stop()
     return actor
-
-
-def show_error(error: DomainError) -> None:
-    st.error(error_text(error))

@@ -1,4 +1,4 @@
-"""The signed session cookie and CSRF tokens (itsdangerous, CONSOLE_SECRET_KEY)."""
+"""The signed session cookie, CSRF tokens and WeCom login states (itsdangerous, CONSOLE_SECRET_KEY)."""
 
 import hashlib
 import hmac
@@ -9,10 +9,22 @@ from base.config import get_settings
 
 SESSION_COOKIE = "swc_session"
 CSRF_COOKIE = "swc_csrf"
+# Binds a WeCom login's state to the browser that started it (path /login/wecom, 5 minutes).
+WECOM_STATE_COOKIE = "swc_wecom_state"
 
 
 def _serializer(purpose: str) -> URLSafeSerializer:
     return URLSafeSerializer(get_settings().secret_key, salt=f"store-wecom-console.{purpose}")
+
+
+def _unsign(purpose: str, value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        token = _serializer(purpose).loads(value)
+    except BadSignature:
+        return None
+    return token if isinstance(token, str) else None
 
 
 def sign_session(token: str) -> str:
@@ -21,13 +33,7 @@ def sign_session(token: str) -> str:
 
 def unsign_session(value: str | None) -> str | None:
     """The session token from a cookie value, or None when absent or tampered with."""
-    if not value:
-        return None
-    try:
-        token = _serializer("session").loads(value)
-    except BadSignature:
-        return None
-    return token if isinstance(token, str) else None
+    return _unsign("session", value)
 
 
 def sign_csrf(token: str) -> str:
@@ -35,13 +41,16 @@ def sign_csrf(token: str) -> str:
 
 
 def unsign_csrf(value: str | None) -> str | None:
-    if not value:
-        return None
-    try:
-        token = _serializer("csrf").loads(value)
-    except BadSignature:
-        return None
-    return token if isinstance(token, str) else None
+    return _unsign("csrf", value)
+
+
+def sign_wecom_state(state: str) -> str:
+    return _serializer("wecom-login-state").dumps(state)
+
+
+def unsign_wecom_state(value: str | None) -> str | None:
+    """The WeCom login state this browser started, or None when absent or tampered with."""
+    return _unsign("wecom-login-state", value)
 
 
 def logout_token(session_token: str) -> str:

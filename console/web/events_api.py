@@ -15,6 +15,7 @@ from console.web.api_auth import authenticate_request, unauthorized
 from core.auth.permissions import system_actor
 from core.funnel import intake
 from db.engine import session_scope
+from i18n import ENGLISH, translate
 
 log = logging.getLogger("console.events")
 
@@ -66,7 +67,7 @@ async def post_events(request: Request) -> JSONResponse:
         return _error("unavailable", "events could not be stored; send them again", 503)
     return JSONResponse({
         "accepted": result.accepted, "duplicates": result.duplicates,
-        "rejected": [{"index": index, "error": intake.describe_problem(problem, params)}
+        "rejected": [{"index": index, "error": translate(problem, params, ENGLISH)}
                      for index, problem, params in result.rejected],
     })
 

@@ -1,9 +1,11 @@
-"""GET/POST /wecom/callback: WeCom's URL verification and encrypted
-`change_external_contact` events (docs 91144, 96361).
+"""GET/POST /wecom/callback: WeCom's URL verification, encrypted
+`change_external_contact` events (docs 91144, 96361) and `change_contact`
+events about members who left or were disabled (`delete_user`, `update_user`).
 
 GET answers the decrypted echostr and nothing else. POST answers 200 with an
-empty body once the event is recorded (a retry of it is recognised and
-recorded once); a forged or unreadable callback gets 403/400 and changes nothing.
+empty body once the event is recorded or acted on (a retry of it is recognised
+and changes nothing more); a forged or unreadable callback gets 403/400 and
+changes nothing.
 """
 
 import logging
@@ -16,9 +18,12 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from base.config import get_settings
+from base.errors import ConcurrentEdit
 from core.auth.permissions import system_actor
+from core.directory import members
 from core.funnel import contacts
 from core.wecom.callback_crypto import CallbackCrypto, CallbackCryptoError
+from core.wecom.identity import DISABLED, LEFT
 from db.engine import session_scope
 
 log = logging.getLogger("console.wecom_callback")
@@ -75,6 +80,39 @@ def _record(change: contacts.ContactChange) -> bool:
         return contacts.record_contact_change(session=session, actor=CALLBACK_ACTOR, change=change) is not None
 
 
+def _member_status(message: dict[str, str]) -> int | None:
+    """The status a `change_contact` event reports for a member who is gone; None for any other change."""
+    if message.get("ChangeType") == "delete_user":
+        return LEFT
+    if message.get("ChangeType") == "update_user" and message.get("Status", "").isdigit():
+        status = int(message["Status"])
+        return status if status in (DISABLED, LEFT) else None
+    return None
+
+
+def _act_on_member(userid: str, status: int) -> bool:
+    with session_scope() as session:
+        return members.member_changed(session=session, actor=CALLBACK_ACTOR, userid=userid, status=status) is not None
+
+
+async def _member_event(message: dict[str, str]) -> Response:
+    status = _member_status(message)
+    if status is None:
+        return PlainTextResponse("")  # other member updates are not ours
+    userid = message.get("UserID", "")
+    if not userid:
+        return PlainTextResponse("bad request", status_code=400)
+    try:
+        retired = await run_in_threadpool(_act_on_member, userid, status)
+    except (SQLAlchemyError, ConcurrentEdit) as exc:
+        # No 200: WeCom retries, and the retry acts once it goes through.
+        log.error("wecom member change not applied: %s", exc)
+        return PlainTextResponse("unavailable", status_code=503)
+    log.info("wecom %s %s (status %s): %s", message.get("ChangeType"), userid, status,
+             "account retired" if retired else "nothing to change")
+    return PlainTextResponse("")
+
+
 async def receive_event(request: Request) -> Response:
     crypto = _crypto()
     if crypto is None:
@@ -92,6 +130,8 @@ async def receive_event(request: Request) -> Response:
         message = _parse_xml(crypto.decrypt(encrypted))
     except CallbackCryptoError as exc:
         return _refused(exc, request)
+    if message.get("Event") == "change_contact":
+        return await _member_event(message)
     if message.get("Event") != "change_external_contact" or message.get("ChangeType") not in contacts.CHANGE_TYPES:
         return PlainTextResponse("")  # other events are not ours; answering stops WeCom's retries
     try:

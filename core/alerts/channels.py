@@ -124,7 +124,7 @@ def send_test(*, session: Session, actor: Actor, channel_id: int, http: httpx.Cl
         send(Target(channel.kind, channel.url, channel.secret), t("alerts.test_message", name=channel.name), http=http)
     except RobotError as exc:
         session.exec(update(AlertChannel).where(col(AlertChannel.id) == channel_id)
-                     .values(last_error=str(exc), last_error_at=now))
+                     .values(last_error=exc.problem.encode(), last_error_at=now))
         session.commit()
         raise InvalidInput("alerts.channel.test_failed", reason=str(exc)) from None
     finally:

@@ -30,6 +30,7 @@ from sqlalchemy import delete, func, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from base.problems import problem
 from base.timeutil import utcnow
 from core.alerts.robots import MAX_BYTES, MIN_GAP_SECONDS, PER_MINUTE, RobotError, Target, send
 from core.scheduling.lease import Fence, LeaseLost
@@ -159,7 +160,7 @@ def deliver_due(*, engine: Engine, now: datetime | None = None, http: httpx.Clie
             figures.gave_up = session.exec(update(AlertDelivery).where(
                 col(AlertDelivery.status) == DeliveryStatus.pending, col(AlertDelivery.retry_until) < started)
                 .values(status=DeliveryStatus.failed, version=AlertDelivery.version + 1,
-                        last_error=func.coalesce(AlertDelivery.last_error, t("alerts.delivery.expired_untried")))
+                        last_error=func.coalesce(AlertDelivery.last_error, problem("alerts.delivery.expired_untried")))
             ).rowcount
             session.exec(delete(RobotSend).where(col(RobotSend.sent_at) < started - KEEP_SENDS))
             if fence is not None:
@@ -185,9 +186,9 @@ def deliver_due(*, engine: Engine, now: datetime | None = None, http: httpx.Clie
                 raise
             except Exception as exc:  # isolate: the next channel still gets its messages
                 log.exception("alert channel %s (%s) failed", channel.id, channel.kind)
-                reason = t("alerts.robot.unexpected", error=f"{type(exc).__name__}: {exc}")
-                figures.errors[channel.name] = reason
-                _note_channel_error(engine, channel.id, reason, clock())
+                error = RobotError("alerts.robot.unexpected", error=f"{type(exc).__name__}: {exc}")
+                figures.errors[channel.name] = str(error)
+                _note_channel_error(engine, channel.id, error, clock())
     finally:
         if own_http:
             http.close()
@@ -201,14 +202,14 @@ def _recover_claims(session: Session, now: datetime) -> int:
     when a pass starts belongs to a send that ended without its outcome recorded."""
     return session.exec(update(AlertDelivery).where(col(AlertDelivery.status) == DeliveryStatus.sending).values(
         status=DeliveryStatus.pending, next_attempt_at=now, claimed_at=None, claim_token=None,
-        uncertain_sends=AlertDelivery.uncertain_sends + 1, last_error=t("alerts.delivery.unconfirmed"),
+        uncertain_sends=AlertDelivery.uncertain_sends + 1, last_error=problem("alerts.delivery.unconfirmed"),
         version=AlertDelivery.version + 1)).rowcount
 
 
 def _hold_for_disabled_channel(engine: Engine, ids: list[int]) -> None:
     """Kept pending (re-enabling the channel sends them) with the reason in view;
     after 24 hours they turn failed with it."""
-    reason = t("alerts.delivery.channel_disabled")
+    reason = problem("alerts.delivery.channel_disabled")
     with Session(engine) as session:
         session.exec(update(AlertDelivery).where(
             col(AlertDelivery.id).in_(ids), col(AlertDelivery.status) == DeliveryStatus.pending,
@@ -216,11 +217,11 @@ def _hold_for_disabled_channel(engine: Engine, ids: list[int]) -> None:
         session.commit()
 
 
-def _note_channel_error(engine: Engine, channel_id: int, error: str, at: datetime) -> None:
+def _note_channel_error(engine: Engine, channel_id: int, error: RobotError, at: datetime) -> None:
     try:
         with Session(engine) as session:
             session.exec(update(AlertChannel).where(col(AlertChannel.id) == channel_id)
-                         .values(last_error=error[:2000], last_error_at=at))
+                         .values(last_error=error.problem.encode(), last_error_at=at))
             session.commit()
     except Exception:
         log.exception("could not record the error of alert channel %s", channel_id)
@@ -277,16 +278,17 @@ def _deliver_channel(engine: Engine, channel: AlertChannel, deliveries: list[Ale
                 session.exec(update(AlertChannel).where(col(AlertChannel.id) == channel.id)
                              .values(last_success_at=answered_at))
             else:
+                stored = error.problem.encode()
                 for delivery in batch:
                     next_at = answered_at + retry_delay(delivery.attempts + 1)
                     status = DeliveryStatus.failed if next_at > delivery.retry_until else DeliveryStatus.pending
                     session.exec(update(AlertDelivery).where(col(AlertDelivery.id) == delivery.id, *mine).values(
-                        status=status, next_attempt_at=next_at, last_error=str(error), claimed_at=None,
+                        status=status, next_attempt_at=next_at, last_error=stored, claimed_at=None,
                         claim_token=None, uncertain_sends=AlertDelivery.uncertain_sends + int(error.maybe_delivered),
                         version=AlertDelivery.version + 1))
                     figures.gave_up += status == DeliveryStatus.failed
                 session.exec(update(AlertChannel).where(col(AlertChannel.id) == channel.id)
-                             .values(last_error=str(error), last_error_at=answered_at))
+                             .values(last_error=stored, last_error_at=answered_at))
             session.commit()
         if error is not None:
             figures.failed_attempts += len(batch)

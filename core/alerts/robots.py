@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 import httpx
 
-from i18n import t
+from base.problems import Problem
+from i18n import error_text
 
 # Messages per minute each platform accepts from one robot (WECOM.md).
 PER_MINUTE = {"wecom": 20, "dingtalk": 20, "feishu": 100, "webhook": 60}
@@ -22,13 +23,16 @@ MAX_BYTES = {"wecom": 2048, "dingtalk": 4000, "feishu": 4000, "webhook": 16000}
 
 
 class RobotError(Exception):
-    """The robot did not confirm the message; the text says why (kept for
+    """The robot did not confirm the message; `problem` says why (kept for
     operators). `maybe_delivered` when the request went out but its answer was
     lost (a read timeout, a dropped connection): the robot may have taken it."""
 
-    def __init__(self, reason: str, *, maybe_delivered: bool = False) -> None:
-        super().__init__(reason[:500])
+    def __init__(self, key: str, /, *, maybe_delivered: bool = False, **params: str | int) -> None:
+        # Raw text from the network or the robot is cut: it is only a hint for the operator.
+        self.problem = Problem(key, {name: value[:300] if isinstance(value, str) else value
+                                     for name, value in params.items()})
         self.maybe_delivered = maybe_delivered
+        super().__init__(error_text(self.problem))
 
 
 @dataclass(frozen=True)
@@ -90,28 +94,28 @@ def send(target: Target, text: str, *, http: httpx.Client) -> None:
         url, headers, data = build_request(target, text)
         response = http.post(url, content=data, headers=headers)
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
-        raise RobotError(t("alerts.robot.bad_url", error=str(exc))) from exc
+        raise RobotError("alerts.robot.bad_url", error=str(exc)) from exc
     except (httpx.ReadTimeout, httpx.RemoteProtocolError) as exc:
         # The request was sent; only the answer is missing.
-        raise RobotError(t("alerts.robot.no_answer", error=_describe(exc)), maybe_delivered=True) from exc
+        raise RobotError("alerts.robot.no_answer", error=_describe(exc), maybe_delivered=True) from exc
     except httpx.HTTPError as exc:
-        raise RobotError(t("alerts.robot.network", error=_describe(exc))) from exc
+        raise RobotError("alerts.robot.network", error=_describe(exc)) from exc
     except Exception as exc:  # a robot must never stop the delivery of the others
-        raise RobotError(t("alerts.robot.unexpected", error=_describe(exc))) from exc
+        raise RobotError("alerts.robot.unexpected", error=_describe(exc)) from exc
     if response.status_code // 100 != 2:
-        raise RobotError(f"HTTP {response.status_code}")
+        raise RobotError("alerts.robot.http_status", status=response.status_code)
     if target.kind == "webhook":
         return
     try:
         answer = response.json()
     except ValueError:
-        raise RobotError(f"HTTP {response.status_code}: not JSON") from None
+        raise RobotError("alerts.robot.not_json", status=response.status_code) from None
     if not isinstance(answer, dict):
-        raise RobotError(f"HTTP {response.status_code}: {str(answer)[:200]}")
+        raise RobotError("alerts.robot.strange_answer", status=response.status_code, answer=str(answer)[:200])
     code = answer.get("code", answer.get("StatusCode")) if target.kind == "feishu" else answer.get("errcode")
     if code not in (0, "0"):
         message = answer.get("msg") or answer.get("errmsg") or answer.get("StatusMessage") or ""
-        raise RobotError(f"errcode {code}: {message}")
+        raise RobotError("alerts.robot.refused", code=str(code), message=str(message))
 
 
 def _describe(exc: Exception) -> str:

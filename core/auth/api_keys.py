@@ -47,6 +47,7 @@ def create_api_key(*, session: Session, actor: Actor, name: str) -> tuple[ApiKey
     row = ApiKey(name=name, prefix=plain[:12], key_hash=_hash(plain), created_by_id=actor.user_id)
     session.add(row)
     session.flush()
+    assert row.id is not None  # assigned by the flush
     audit.record(session=session, actor=actor, action="api_key.create", entity_type="api_key",
                  entity_id=row.id, after={"name": name, "prefix": row.prefix})
     return row, plain
@@ -64,7 +65,7 @@ def revoke_api_key(*, session: Session, actor: Actor, key_id: int) -> None:
         # between would read the still-live key and cache it again.
         event.listen(session, "after_commit", lambda _session: forget_cached(), once=True)
         audit.record(session=session, actor=actor, action="api_key.revoke", entity_type="api_key",
-                     entity_id=row.id, before={"name": row.name, "revoked": False},
+                     entity_id=key_id, before={"name": row.name, "revoked": False},
                      after={"name": row.name, "revoked": True})
 
 
@@ -113,12 +114,17 @@ def authenticate_client(*, engine: Engine, key: str | None) -> ApiClient | None:
     now = time.monotonic()
     with _lock:
         hit = _cache.get(digest)
+    client: ApiClient | None
     if hit is not None and now - hit[1] < CACHE_SECONDS:
         client = hit[0]
     else:
         with Session(engine) as session:
             row = authenticate(session=session, key=key)
-            client = None if row is None else ApiClient(row.id, row.name, row.prefix)
+            if row is None:
+                client = None
+            else:
+                assert row.id is not None  # a loaded row has its key
+                client = ApiClient(row.id, row.name, row.prefix)
         with _lock:
             if client is None:
                 _cache.pop(digest, None)
@@ -144,7 +150,7 @@ def _touch(engine: Engine, key_id: int, digest: str) -> None:
         with engine.connect() as connection:
             if connection.dialect.name == "sqlite":
                 # Set per connection, and this one goes back to the pool: restore the engine's wait.
-                waited = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar())
+                waited = int(connection.exec_driver_sql("PRAGMA busy_timeout").scalar_one())
                 connection.exec_driver_sql(f"PRAGMA busy_timeout={TOUCH_LOCK_WAIT_MS}")
                 try:
                     connection.execute(touch)

@@ -2,18 +2,20 @@
 
 The browser holds a signed random token (see console.web.cookies); the database
 holds its SHA-256. A session ends after 12 h without use, on logout, or when the
-user is disabled or past their expiry.
+user is disabled or past their expiry. Password login and WeCom login
+(core.auth.wecom_login) both open it through `open_session`.
 """
 
 import hashlib
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
 from base.timeutil import utcnow
+from core import settings_store
 from core.auth.passwords import verify_password
 from core.auth.permissions import Actor
 from db.models import LoginAttempt, LoginSession, Role, User
@@ -21,6 +23,7 @@ from db.models import LoginAttempt, LoginSession, Role, User
 IDLE_TIMEOUT = timedelta(hours=12)
 LOCKOUT_WINDOW = timedelta(minutes=15)
 LOCKOUT_FAILURES = 5
+PASSWORD_LOGIN_SETTING = "auth.password_login"
 # A session's last_seen_at is written at most this often, not on every rerun.
 TOUCH_INTERVAL = timedelta(minutes=1)
 
@@ -29,6 +32,7 @@ TOUCH_INTERVAL = timedelta(minutes=1)
 class LoginResult:
     token: str | None
     error_key: str | None = None
+    error_params: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -62,7 +66,8 @@ def find_user(*, session: Session, username: str) -> User | None:
 def log_in(*, session: Session, username: str, password: str, ip: str = "", user_agent: str = "") -> LoginResult:
     """Check the password and open a session. Every failure says the same thing
     to the user, except lockout and a disabled/expired account, and takes as long
-    whether the user exists or not."""
+    whether the user exists or not. With password login turned off only an
+    hq_admin gets in (break-glass); the others are told to scan with WeCom."""
     now = utcnow()
     key = username.strip().lower()
     user = find_user(session=session, username=key) if key else None
@@ -76,11 +81,26 @@ def log_in(*, session: Session, username: str, password: str, ip: str = "", user
     if not user_can_log_in(user, now):
         session.add(LoginAttempt(username=key[:64], succeeded=False, ip=ip))
         return LoginResult(None, "login.account_inactive")
+    # Checked after the password, so the refusal tells a stranger nothing about roles.
+    if user.role != Role.hq_admin and not password_login_enabled(session=session):
+        session.add(LoginAttempt(username=key[:64], succeeded=False, ip=ip))
+        return LoginResult(None, "login.password_login_off")
     session.add(LoginAttempt(username=key[:64], succeeded=True, ip=ip))
+    return LoginResult(open_session(session=session, user=user, ip=ip, user_agent=user_agent, now=now))
+
+
+def password_login_enabled(*, session: Session) -> bool:
+    return bool(settings_store.effective(session=session, key=PASSWORD_LOGIN_SETTING))
+
+
+def open_session(*, session: Session, user: User, ip: str, user_agent: str, now: datetime | None = None) -> str:
+    """A new server-side session for a user already checked; returns the token the cookie carries."""
+    assert user.id is not None  # a loaded row has its key
+    now = now or utcnow()
     token = secrets.token_urlsafe(32)
     session.add(LoginSession(token_hash=hash_token(token), user_id=user.id, ip=ip[:64],
                              user_agent=user_agent[:300], created_at=now, last_seen_at=now))
-    return LoginResult(token)
+    return token
 
 
 def resolve(*, session: Session, token: str | None) -> Actor | None:

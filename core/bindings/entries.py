@@ -51,13 +51,13 @@ def reason_expr(*, standby_apart: bool = False) -> ColumnElement:
     not active (standby) is not serving, so the API counts it as disabled; with
     `standby_apart` (the console's wording) it is ACCOUNT_STANDBY instead. Which
     entries are visible is the same either way."""
-    standby = [(Account.status == AccountStatus.standby, literal(ACCOUNT_STANDBY))] if standby_apart else []
+    standby = [(col(Account.status) == AccountStatus.standby, literal(ACCOUNT_STANDBY))] if standby_apart else []
     return case(
-        (Store.status != StoreStatus.open, literal(EntryReason.store_closed.value)),
+        (col(Store.status) != StoreStatus.open, literal(EntryReason.store_closed.value)),
         (col(Binding.id).is_(None), literal(EntryReason.no_binding.value)),
         *standby,
-        (Account.status != AccountStatus.active, literal(EntryReason.account_disabled.value)),
-        (Account.customer_count >= Account.capacity_limit, literal(EntryReason.account_full.value)),
+        (col(Account.status) != AccountStatus.active, literal(EntryReason.account_disabled.value)),
+        (col(Account.customer_count) >= col(Account.capacity_limit), literal(EntryReason.account_full.value)),
         (col(Binding.shown).is_(False), literal(EntryReason.hidden.value)),
         else_=None,
     )
@@ -135,7 +135,9 @@ def entry_for_store(*, session: Session | Connection, actor: Actor, crm_store_id
         # Straight to the driver: SQLAlchemy's execution and result machinery
         # costs twice the query itself, and this runs for every App request.
         sql, params = _compiled_lookup(connection.dialect)
-        cursor = connection.connection.dbapi_connection.cursor()
+        driver = connection.connection.dbapi_connection
+        assert driver is not None  # the connection is checked out while `connection` is open
+        cursor = driver.cursor()
         try:
             cursor.execute(sql, params(crm_store_id))
             rows = cursor.fetchall()    # to the end, so SQLite ends the read at once

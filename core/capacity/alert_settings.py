@@ -8,7 +8,7 @@ from core.auth.permissions import Actor, Capability
 from core.capacity.template import PLACEHOLDERS, render, validate_template
 
 SAMPLE = dict(zip(PLACEHOLDERS, ("上海浦东陆家嘴店客服王晓雯", "store000201", 70, "预警", "上海分公司",
-                                 "上海浦东陆家嘴店", 3512, 5000)))
+                                 "上海浦东陆家嘴店", 3512, 5000), strict=True))
 
 
 def save_thresholds(*, session: Session, actor: Actor, warn: int, critical: int, full: int, hysteresis: int,

@@ -62,6 +62,7 @@ def evaluate(*, session: Session, now: datetime | None = None) -> dict[str, int]
 
     repeat_before = now - timedelta(hours=levels.repeat_hours)
     for account in accounts:
+        assert account.id is not None  # a loaded row has its key
         rows = open_rows.get(account.id, {})
         pct = usage_pct(account.customer_count, account.capacity_limit)
         decision = decide(pct, set(rows), levels)
@@ -91,7 +92,7 @@ def evaluate(*, session: Session, now: datetime | None = None) -> dict[str, int]
             # The higher level that told the group has ended while this one goes
             # on: it now stands for the account (listed as open, repeated) and
             # its repeat clock starts at that higher level's last message.
-            told = [rows[level].last_notified_at for level in decision.close if rows[level].last_notified_at]
+            told = [at for level in decision.close if (at := rows[level].last_notified_at)]
             alert.notified = True
             alert.last_notified_at = alert.last_notified_at or (max(told) if told else None)
             alert.version += 1

@@ -1,4 +1,5 @@
-"""The sidecar's capacity jobs: sync counts → evaluate, and the snapshot purge. They call the same services as the console."""
+"""The sidecar's capacity jobs: sync counts → evaluate, and the snapshot purge. They call the
+same services as the console."""
 
 import logging
 from datetime import timedelta

@@ -8,6 +8,7 @@ from sqlalchemy import case, func
 from sqlmodel import Session, col, select
 
 from db.models import Binding, Branch, Store
+from db.typed import select_columns
 
 
 @dataclass(frozen=True)
@@ -23,13 +24,14 @@ def placements(*, session: Session) -> dict[int, Placement]:
     ranked = select(
         Binding.account_id, Binding.store_id, col(Binding.ended_at).is_(None).label("serving"),
         func.row_number().over(
-            partition_by=Binding.account_id,
+            partition_by=col(Binding.account_id),
             order_by=(case((col(Binding.ended_at).is_(None), 0), else_=1), col(Binding.started_at).desc(),
                       col(Binding.id).desc()),
         ).label("rank"),
     ).subquery()
     rows = session.exec(
-        select(ranked.c.account_id, Store.branch_id, Branch.name, Store.name, Store.crm_store_id, ranked.c.serving)
+        select_columns(ranked.c.account_id, Store.branch_id, Branch.name, Store.name, Store.crm_store_id,
+                       ranked.c.serving)
         .join(Store, col(Store.id) == ranked.c.store_id)
         .join(Branch, col(Branch.id) == Store.branch_id)
         .where(ranked.c.rank == 1)

@@ -2,9 +2,9 @@
 
 One `externalcontact/list` call per account (there is no count API), paced by
 the client's limiter and run concurrently. A WeCom error on one account is
-stored on that account as an operator reason in words; an error that stops the whole
-sync (bad secret, untrusted IP, API not allowed) is stored on every account
-and fails the job.
+stored on that account as an operator reason (a catalog key and WeCom's errcode
+and errmsg); an error that stops the whole sync (bad secret, untrusted IP, API
+not allowed) is stored on every account and fails the job.
 """
 
 import logging
@@ -18,11 +18,11 @@ from sqlalchemy import delete, func, insert, update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
+from base.problems import problem
 from base.timeutil import utcnow
 from core.scheduling.lease import Fence, LeaseLost
 from core.wecom.client import BUSY, NOT_IN_SCOPE_REASON, THROTTLED, WeComClient, WeComError
 from db.models import Account, AccountStatus, CountSnapshot
-from i18n import t
 
 log = logging.getLogger("capacity")
 
@@ -52,10 +52,10 @@ class SyncResult:
                 **{f"wecom_{key}": value for key, value in self.wecom.items()}}
 
 
-def reason_text(key: str, errcode: int | None = None, errmsg: str = "") -> str:
-    """What `Account.sync_error` holds: the operator reason from the message
-    catalog (every page that lists accounts shows it as is)."""
-    return t(key, errcode=errcode, errmsg=errmsg[:300])
+def sync_problem(key: str, errcode: int | None = None, errmsg: str = "") -> str:
+    """What `Account.sync_error` holds: the operator reason's key with WeCom's
+    errcode and errmsg (the pages put it into words)."""
+    return problem(key, errcode=errcode, errmsg=errmsg[:300])
 
 
 TRANSIENT = THROTTLED | {BUSY}
@@ -82,13 +82,13 @@ def sync_counts(*, engine: Engine, client: WeComClient, concurrency: int = 8,
         # Nothing can be synced: every account shows the reason.
         with Session(engine) as session:
             session.exec(update(Account).where(col(Account.status) == AccountStatus.active)
-                         .values(sync_error=reason_text(exc.reason_key, exc.errcode, exc.errmsg)))
+                         .values(sync_error=sync_problem(exc.reason_key, exc.errcode, exc.errmsg)))
             session.commit()
         raise SyncAborted(f"get_follow_user_list failed: {exc}") from exc
 
     in_scope = [(account_id, userid) for account_id, userid in accounts if userid.lower() in follow]
     outside = [account_id for account_id, userid in accounts if userid.lower() not in follow]
-    errors: dict[int, str] = {account_id: reason_text(NOT_IN_SCOPE_REASON) for account_id in outside}
+    errors: dict[int, str] = {account_id: sync_problem(NOT_IN_SCOPE_REASON) for account_id in outside}
     counts: dict[int, int] = {}
 
     outage = threading.Event()
@@ -122,7 +122,7 @@ def sync_counts(*, engine: Engine, client: WeComClient, concurrency: int = 8,
                 elif error is None:
                     counts[account_id] = count
                 else:
-                    errors[account_id] = reason_text(error.reason_key, error.errcode, error.errmsg)
+                    errors[account_id] = sync_problem(error.reason_key, error.errcode, error.errmsg)
                     result.reasons[error.reason_key] = result.reasons.get(error.reason_key, 0) + 1
                 if len(counts) >= WRITE_BATCH:
                     result.snapshots += _write_counts(engine, counts, now, fence)

@@ -51,12 +51,13 @@ def days_to_full(count: int, limit: int, growth: float | None) -> float | None:
     return (limit - count) / growth
 
 
-def _first_points(session: Session, since: datetime, account_ids: list[int] | None = None) -> dict[int, tuple[int, datetime]]:
-    first = select(CountSnapshot.account_id, func.min(CountSnapshot.taken_at).label("taken_at")).where(
+def _first_points(session: Session, since: datetime,
+                  account_ids: list[int] | None = None) -> dict[int, tuple[int, datetime]]:
+    query = select(CountSnapshot.account_id, func.min(CountSnapshot.taken_at).label("taken_at")).where(
         col(CountSnapshot.taken_at) >= since)
     if account_ids is not None:
-        first = first.where(col(CountSnapshot.account_id).in_(account_ids))
-    first = first.group_by(CountSnapshot.account_id).subquery()
+        query = query.where(col(CountSnapshot.account_id).in_(account_ids))
+    first = query.group_by(col(CountSnapshot.account_id)).subquery()
     rows = session.exec(select(CountSnapshot.account_id, CountSnapshot.customer_count, CountSnapshot.taken_at).join(
         first, and_(col(CountSnapshot.account_id) == first.c.account_id,
                     col(CountSnapshot.taken_at) == first.c.taken_at))).all()
@@ -74,6 +75,7 @@ def account_usage(*, session: Session, actor: Actor, branch_id: int | None = Non
     firsts = _first_points(session, now - GROWTH_WINDOW)
     rows: list[AccountUsage] = []
     for account in session.exec(select(Account).where(Account.status == AccountStatus.active)).all():
+        assert account.id is not None  # a loaded row has its key
         place = places.get(account.id)
         if scope is not None and (place is None or place.branch_id != scope):
             continue
@@ -106,7 +108,7 @@ def account_trend(*, session: Session, actor: Actor, account_id: int, days: int 
         raise NotFound("capacity.not_found")
     points = session.exec(select(CountSnapshot.taken_at, CountSnapshot.customer_count).where(
         CountSnapshot.account_id == account_id, col(CountSnapshot.taken_at) >= now - timedelta(days=days))
-        .order_by(CountSnapshot.taken_at)).all()
+        .order_by(col(CountSnapshot.taken_at))).all()
     return Trend(usage, [(taken_at, count) for taken_at, count in points])
 
 
@@ -116,4 +118,8 @@ def visible_branches(*, session: Session, actor: Actor) -> list[tuple[int, str, 
     query = select(Branch.id, Branch.code, Branch.name).order_by(Branch.code)
     if actor.branch_scope is not None:
         query = query.where(Branch.id == actor.branch_scope)
-    return [tuple(row) for row in session.exec(query).all()]
+    branches: list[tuple[int, str, str]] = []
+    for branch_id, code, name in session.exec(query).all():
+        assert branch_id is not None  # a loaded row has its key
+        branches.append((branch_id, code, name))
+    return branches

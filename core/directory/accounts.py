@@ -68,6 +68,8 @@ class AccountRow:
     capacity_limit: int
     count_synced_at: datetime | None
     sync_error: str | None
+    # Why the account was disabled for it (its WeCom member left or was disabled), as key + params.
+    status_reason: str | None
     crm_store_id: str | None
     store_name: str | None
     branch_id: int | None
@@ -85,8 +87,8 @@ def _row_query():
     current = (col(Binding.account_id) == Account.id) & col(Binding.ended_at).is_(None)
     return (
         select(Account.id, Account.version, Account.userid, Account.name, Account.status, Account.customer_count,
-               Account.capacity_limit, Account.count_synced_at, Account.sync_error, Store.crm_store_id, Store.name,
-               Store.branch_id)
+               Account.capacity_limit, Account.count_synced_at, Account.sync_error, Account.status_reason,
+               Store.crm_store_id, Store.name, Store.branch_id)
         .select_from(Account)
         .join(Binding, current, isouter=True)
         .join(Store, col(Store.id) == Binding.store_id, isouter=True)
@@ -157,8 +159,11 @@ def last_branch(*, session: Session, account_id: int) -> int | None:
 
 
 def _snapshot(account: Account) -> dict:
-    return {"userid": account.userid, "capacity_limit": account.capacity_limit, "status": account.status,
-            "version": account.version}
+    values = {"userid": account.userid, "capacity_limit": account.capacity_limit, "status": account.status,
+              "version": account.version}
+    if account.status_reason:
+        values["status_reason"] = account.status_reason
+    return values
 
 
 def update_account(*, session: Session, actor: Actor, account_id: int, expected_version: int,
@@ -192,16 +197,21 @@ def _update(session: Session, actor: Actor, account: Account, branch_id: int | N
         raise ConcurrentEdit("accounts.changed_meanwhile", account=account.userid)
     if account.capacity_limit == capacity_limit and account.status == status:
         return account
-    return _write(session, actor, account, branch_id, capacity_limit=capacity_limit, status=status.value)
+    # The reason belongs to the status it explains: an operator's new status has none.
+    reason = account.status_reason if account.status == status else None
+    return _write(session, actor, account, branch_id, capacity_limit=capacity_limit, status=status.value,
+                  status_reason=reason)
 
 
 def set_status(*, session: Session, actor: Actor, account: Account, status: AccountStatus,
-               branch_id: int | None = None) -> Account:
-    """Change only the status (e.g. a standby account taking over a store)."""
+               branch_id: int | None = None, reason: str | None = None) -> Account:
+    """Change only the status (e.g. a standby account taking over a store), with
+    why (`reason`, key + params; e.g. its member left WeCom)."""
     require(actor, Capability.manage_accounts, branch_id=branch_id)
     if account.status == status:
         return account
-    return _write(session, actor, account, branch_id, capacity_limit=account.capacity_limit, status=status.value)
+    return _write(session, actor, account, branch_id, capacity_limit=account.capacity_limit, status=status.value,
+                  status_reason=reason)
 
 
 def _write(session: Session, actor: Actor, account: Account, branch_id: int | None, **values) -> Account:

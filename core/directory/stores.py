@@ -1,6 +1,7 @@
 """Branches (分公司) and stores (门店): the HQ store list from CRM, search and paging."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
@@ -52,7 +53,7 @@ class StoreListRow:
     status: str
     wecom_userid: str | None
     wecom_name: str | None
-    entry_reason: str | None    # None: the client shows the entry (the rule in core.entries)
+    entry_reason: str | None    # None: the client shows the entry (the rule in core.bindings.entries)
 
 
 def search_stores(*, session: Session, actor: Actor, filters: StoreFilter, offset: int = 0,
@@ -182,6 +183,21 @@ def _check_store_row(row: SheetRow, seen: dict[str, int]) -> list[tuple[str, dic
     return problems
 
 
+def _end_bindings_of_closed(session: Session, actor: Actor, store_ids: list[int], at: datetime) -> int:
+    """A closed store's entry hides itself: its current binding ends. How many ended."""
+    ends: list[bindings.End] = []
+    for chunk_start in range(0, len(store_ids), 900):
+        ends += [bindings.End(*row) for row in session.exec(
+            select(Binding.id, Binding.version, Store.branch_id, Store.crm_store_id, Account.userid, Binding.shown,
+                   col(Binding.reviewed_at).is_not(None))
+            .join(Store, entries.current_binding_join())
+            .join(Account, col(Account.id) == Binding.account_id)
+            .where(col(Store.id).in_(store_ids[chunk_start:chunk_start + 900]))
+            .order_by(Binding.id)).all()]
+    bindings.end_many(session=session, actor=actor, ends=ends, reason=BindingEndReason.store_closed, at=at)
+    return len(ends)
+
+
 def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
                   dry_run: bool = False) -> StoreImportResult:
     """Upsert the CRM store list. All or nothing: with any bad row nothing is
@@ -253,13 +269,7 @@ def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
         audit.record(session=session, actor=actor, action="store.update", entity_type="store",
                      entity_id=store.crm_store_id, branch_id=branch.id, before=before, after=after)
     session.flush()
-    for store in closing:
-        # A closed store's entry hides itself: its current binding ends.
-        binding = bindings.current_for_store(session=session, store_id=store.id)
-        if binding is not None:
-            bindings.end_binding(session=session, actor=actor, binding=binding,
-                                 reason=BindingEndReason.store_closed)
-            result.closed_bindings += 1
+    result.closed_bindings = _end_bindings_of_closed(session, actor, [store.id for store in closing], now)
     audit.record(session=session, actor=actor, action="stores.import", entity_type="import", entity_id=filename[:64],
                  after={"rows": result.rows, "created": result.created, "updated": result.updated,
                         "unchanged": result.unchanged, "branches_created": result.branches_created})

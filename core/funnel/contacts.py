@@ -75,13 +75,14 @@ def record_contact_change(*, session: Session, actor: Actor, change: ContactChan
     account = session.exec(select(Account).where(func.lower(Account.userid) == change.userid.lower())).first()
     store, by_state = _attributed_store(session, account, change)
     table = ContactEvent.__table__
-    stmt = dialect_insert(session, table).values(
+    connection = session.connection()
+    stmt = dialect_insert(connection, table).values(
         dedupe_key=change.dedupe_key, change_type=change.change_type, corp_id=change.corp_id[:64],
         userid=change.userid[:64], external_userid=change.external_userid[:128], state=change.state[:64],
         occurred_at=change.occurred_at.replace(tzinfo=None), account_id=account.id if account else None,
         store_id=store.id if store else None, branch_id=store.branch_id if store else None, received_at=utcnow(),
     ).on_conflict_do_nothing(index_elements=[table.c.dedupe_key]).returning(table.c.id)
-    new_id = session.connection().execute(stmt).scalar()
+    new_id = connection.execute(stmt).scalar()
     if new_id is None:
         return None
     if change.change_type == ADDED and store is not None:

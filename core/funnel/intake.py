@@ -18,8 +18,8 @@ from sqlmodel import Session, col, select
 from base.errors import InvalidInput
 from base.timeutil import display_zone, utcnow
 from core.auth.permissions import Actor, Capability, require
-from db.fastsql import dialect_insert, driver_executemany, insert_new
-from db.models import FunnelState, Store
+from db.fastsql import dialect_insert, insert_many, insert_new, one_of
+from db.models import FunnelActivity, FunnelPending, FunnelState, Store, TrackingEvent
 
 EVENT_NAMES = ("order_result_view", "entry_click", "guide_view", "add_click", "jump_fail")
 # The funnel, in order; `added` comes from the WeCom callback, not from clients.
@@ -38,27 +38,6 @@ EPOCH = date(1970, 1, 1)
 FILE_COLUMNS = ("event", "event_id", "occurred_at", "user_key", "crm_store_id", "platform", "order_id")
 MAX_FILE_BYTES = 200 * 1024 * 1024
 
-# English for the API answer and logs; the console shows the catalog's Chinese.
-PROBLEM_TEXT = {
-    "events.not_object": "event is not a JSON object",
-    "events.bad_event_id": "event_id must be text of 1-64 characters",
-    "events.unknown_name": "unknown event name {value!r}",
-    "events.bad_time": "occurred_at is not an ISO 8601 time",
-    "events.no_offset": "occurred_at has no UTC offset",
-    "events.future_time": "occurred_at is in the future",
-    "events.too_old": "occurred_at is older than two years",
-    "events.bad_user_key": "user_key must be text of 1-128 characters",
-    "events.store_id_not_text": "crm_store_id must be a string (leading zeros matter)",
-    "events.unknown_store": "unknown crm_store_id {value!r}",
-    "events.unknown_platform": "unknown platform {value!r} (app, miniprogram or h5)",
-    "events.bad_order_id": "order_id must be text of at most 64 characters",
-    "events.store_out_of_scope": "crm_store_id {value!r} is outside the importer's branch",
-}
-
-
-def describe_problem(key: str, params: dict[str, Any]) -> str:
-    return PROBLEM_TEXT[key].format(**params)
-
 
 def day_number(moment: datetime, zone: ZoneInfo) -> int:
     """The day (days since 1970-01-01) of an aware time, cut at midnight in `zone`."""
@@ -75,8 +54,9 @@ def fact_zone(*, session: Session) -> ZoneInfo:
     if zone is None:
         zone = display_zone().key
         table = FunnelState.__table__
-        session.connection().execute(dialect_insert(session, table).values(id=1, zone=zone)
-                                     .on_conflict_do_nothing(index_elements=[table.c.id]))
+        connection = session.connection()
+        connection.execute(dialect_insert(connection, table).values(id=1, zone=zone)
+                           .on_conflict_do_nothing(index_elements=[table.c.id]))
         zone = session.exec(read).one()
     return ZoneInfo(zone)
 
@@ -156,37 +136,25 @@ def _check(raw: Any, now: datetime) -> _Checked | tuple[str, dict[str, Any]]:
     return _Checked(event_id, name, moment, user_key, store.strip(), platform, order_id)
 _FACT_KEY = ("step", "user_key", "day", "store_id", "platform")
 _FACT_COLUMNS = (*_FACT_KEY, "branch_id")
-_EVENT_COLUMNS = ("event_id", "event", "occurred_at", "day", "user_key", "store_id", "branch_id", "platform",
-                  "order_id", "source", "received_at")
-
-
-def stored_time(session: Session, moment: datetime) -> Any:
-    """A naive-UTC time as a driver parameter: SQLAlchemy's SQLite text form
-    (so stored times compare as text correctly), a datetime for PostgreSQL."""
-    return moment.strftime("%Y-%m-%d %H:%M:%S.%f") if session.get_bind().dialect.name == "sqlite" else moment
 
 
 def record_activity(*, session: Session, rows: Iterable[dict[str, Any]]) -> int:
     """Add funnel facts (step, user_key, day, store_id, platform, branch_id);
     those already known are ignored, the new ones wait for the roll-up in
     funnel_pending. Returns how many facts were new."""
-    unique = list({tuple(r[k] for k in _FACT_KEY): tuple(r[k] for k in _FACT_COLUMNS) for r in rows}.values())
+    unique = list({tuple(r[k] for k in _FACT_KEY): {k: r[k] for k in _FACT_COLUMNS} for r in rows}.values())
     if not unique:
         return 0
-    new = insert_new(session, "funnel_activity", _FACT_COLUMNS, unique, ", ".join(_FACT_KEY), ", ".join(_FACT_KEY))
-    driver_executemany(session, "INSERT INTO funnel_pending (step, user_key, day, store_id, platform) "
-                                "VALUES (?, ?, ?, ?, ?)", new)
+    connection = session.connection()
+    new = insert_new(connection, FunnelActivity.__table__, unique, conflict=_FACT_KEY, returning=_FACT_KEY)
+    insert_many(connection, FunnelPending.__table__, [dict(zip(_FACT_KEY, fact, strict=True)) for fact in new])
     return len(new)
 
 
 def _store_lookup(session: Session, crm_ids: set[str]) -> dict[str, tuple[int, int]]:
-    found: dict[str, tuple[int, int]] = {}
-    ids = sorted(crm_ids)
-    for start in range(0, len(ids), 900):
-        rows = session.exec(select(Store.crm_store_id, Store.id, Store.branch_id)
-                            .where(col(Store.crm_store_id).in_(ids[start:start + 900]))).all()
-        found.update({crm: (store_id, branch_id) for crm, store_id, branch_id in rows})
-    return found
+    rows = session.exec(select(Store.crm_store_id, Store.id, Store.branch_id)
+                        .where(one_of(session.connection(), col(Store.crm_store_id), sorted(crm_ids)))).all()
+    return {crm: (store_id, branch_id) for crm, store_id, branch_id in rows}
 
 
 def ingest_events(*, session: Session, actor: Actor, events: Sequence[Any], source: str = "api",
@@ -208,8 +176,8 @@ def ingest_events(*, session: Session, actor: Actor, events: Sequence[Any], sour
     stores = _store_lookup(session, {c.crm_store_id for _, c in checked})
     zone = fact_zone(session=session) if checked else display_zone()
     scope = actor.branch_scope
-    received = stored_time(session, utcnow())
-    rows: dict[str, tuple] = {}
+    received = utcnow()
+    rows: dict[str, dict[str, Any]] = {}
     for index, event in checked:
         store = stores.get(event.crm_store_id)
         if store is None:
@@ -221,18 +189,21 @@ def ingest_events(*, session: Session, actor: Actor, events: Sequence[Any], sour
         if event.event_id in rows:
             result.duplicates += 1
             continue
-        rows[event.event_id] = (
-            event.event_id, event.event, stored_time(session, event.occurred_at.astimezone(UTC).replace(tzinfo=None)),
-            day_number(event.occurred_at, zone), event.user_key, store[0], store[1], event.platform, event.order_id,
-            source, received)
+        rows[event.event_id] = {
+            "event_id": event.event_id, "event": event.event,
+            "occurred_at": event.occurred_at.astimezone(UTC).replace(tzinfo=None),
+            "day": day_number(event.occurred_at, zone), "user_key": event.user_key, "store_id": store[0],
+            "branch_id": store[1], "platform": event.platform, "order_id": event.order_id, "source": source,
+            "received_at": received}
     result.rejected.sort()
     if not rows:
         return result
-    inserted = {row[0] for row in insert_new(session, "tracking_event", _EVENT_COLUMNS, list(rows.values()),
-                                             "event_id", "event_id")}
+    inserted = {new[0] for new in insert_new(session.connection(), TrackingEvent.__table__, list(rows.values()),
+                                             conflict=("event_id",), returning=("event_id",))}
     result.accepted = len(inserted)
     result.duplicates += len(rows) - len(inserted)
     record_activity(session=session, rows=(
-        {"step": r[1], "user_key": r[4], "day": r[3], "store_id": r[5], "platform": r[7], "branch_id": r[6]}
-        for event_id, r in rows.items() if event_id in inserted and r[1] in FUNNEL_STEPS))
+        {"step": r["event"], "user_key": r["user_key"], "day": r["day"], "store_id": r["store_id"],
+         "platform": r["platform"], "branch_id": r["branch_id"]}
+        for event_id, r in rows.items() if event_id in inserted and r["event"] in FUNNEL_STEPS))
     return result

@@ -12,10 +12,12 @@ from sqlmodel import Session, col, select
 
 from base.errors import InvalidInput, NotFound, PermissionDenied
 from core.auth.permissions import Actor, Capability, require
+from core.bindings.service import counts_as_bound
 from core.directory.stores import branch_summaries
 from core.funnel.intake import ADDED_BY_STATE, PLATFORMS, day_of, number_of
 from core.funnel.rollup import ALL_PLATFORMS, CHAIN, MAX_RANGE_DAYS, ROLLUP_STEPS, recorded_zone
-from db.models import Binding, Branch, ContactEvent, FunnelActivity, FunnelRollup, Store, StoreStatus
+from db.models import Branch, ContactEvent, FunnelActivity, FunnelRollup, Store, StoreStatus
+from db.typed import select_columns
 
 
 @dataclass(frozen=True)
@@ -133,7 +135,7 @@ def _rollup_counts(session: Session, filters: MetricsFilter, branch_ids: list[in
                     col(FunnelRollup.step).in_(ROLLUP_STEPS),
                     col(FunnelRollup.day).between(a, b),
                     col(FunnelRollup.gap) > col(FunnelRollup.day) - a)
-             .group_by(FunnelRollup.branch_id, FunnelRollup.step))
+             .group_by(col(FunnelRollup.branch_id), col(FunnelRollup.step)))
     if branch_ids is None:
         query = query.where(FunnelRollup.branch_id == CHAIN)
     else:
@@ -148,10 +150,10 @@ def _activity_counts(session: Session, filters: MetricsFilter, *, by_store: bool
     """Distinct users per step (and store) straight from the activity, for one
     store or for the stores now in one branch (their whole history)."""
     a, b = number_of(filters.start), number_of(filters.end)
-    group = [FunnelActivity.store_id] if by_store else []
-    query = (select(*group, FunnelActivity.step, func.count(func.distinct(FunnelActivity.user_key)))
+    group = [col(FunnelActivity.store_id)] if by_store else []
+    query = (select_columns(*group, FunnelActivity.step, func.count(func.distinct(FunnelActivity.user_key)))
              .where(col(FunnelActivity.day).between(a, b))
-             .group_by(*group, FunnelActivity.step))
+             .group_by(*group, col(FunnelActivity.step)))
     if filters.store_id is not None:
         query = query.where(FunnelActivity.store_id == filters.store_id)
     elif filters.branch_id is not None:
@@ -175,11 +177,8 @@ def _funnel(session: Session, filters: MetricsFilter) -> Funnel:
 
 
 def _store_binding(session: Session, store_id: int) -> tuple[int, int]:
-    store = session.get(Store, store_id)
-    is_open = store is not None and store.status == StoreStatus.open
-    bound = is_open and session.exec(select(Binding.id).where(Binding.store_id == store_id,
-                                                              col(Binding.ended_at).is_(None))).first() is not None
-    return int(is_open), int(bound)
+    row = session.exec(select(Store.status == StoreStatus.open, counts_as_bound()).where(Store.id == store_id)).first()
+    return (int(row[0]), int(row[1])) if row is not None else (0, 0)
 
 
 def overall(*, session: Session, actor: Actor, filters: MetricsFilter) -> ScopeFigures:
@@ -218,15 +217,12 @@ def by_store(*, session: Session, actor: Actor, filters: MetricsFilter) -> list[
         raise InvalidInput("funnel.branch_required")
     counts = _activity_counts(session, MetricsFilter(filters.start, filters.end, filters.branch_id, None,
                                                      filters.platform), by_store=True)
-    current = (Binding.store_id == Store.id) & col(Binding.ended_at).is_(None)
-    rows = session.exec(select(Store.id, Store.crm_store_id, Store.name, Store.status, Binding.id)
-                        .join(Binding, current, isouter=True)
+    rows = session.exec(select_columns(Store.id, Store.crm_store_id, Store.name, Store.status, counts_as_bound())
                         .where(Store.branch_id == filters.branch_id)
                         .order_by(Store.crm_store_id)).all()
     result = []
-    for store_id, crm_store_id, name, status, binding_id in rows:
-        is_open = status == StoreStatus.open
-        result.append(ScopeFigures(crm_store_id, name, int(is_open), int(is_open and binding_id is not None),
+    for store_id, crm_store_id, name, status, bound in rows:
+        result.append(ScopeFigures(crm_store_id, name, int(status == StoreStatus.open), int(bound),
                                    counts.get(store_id, Funnel(added_known=filters.platform is None)),
                                    branch_id=filters.branch_id, store_id=store_id, status=status))
     return result
@@ -239,7 +235,7 @@ def daily(*, session: Session, actor: Actor, filters: MetricsFilter) -> list[tup
     if filters.store_id is not None:
         query = (select(FunnelActivity.day, FunnelActivity.step, func.count(func.distinct(FunnelActivity.user_key)))
                  .where(FunnelActivity.store_id == filters.store_id, col(FunnelActivity.day).between(a, b))
-                 .group_by(FunnelActivity.day, FunnelActivity.step))
+                 .group_by(col(FunnelActivity.day), col(FunnelActivity.step)))
         if filters.platform is not None:
             query = query.where(FunnelActivity.platform == filters.platform)
     else:
@@ -247,7 +243,7 @@ def daily(*, session: Session, actor: Actor, filters: MetricsFilter) -> list[tup
                  .where(FunnelRollup.platform == (filters.platform or ALL_PLATFORMS),
                         FunnelRollup.branch_id == (filters.branch_id or CHAIN),
                         col(FunnelRollup.step).in_(ROLLUP_STEPS), col(FunnelRollup.day).between(a, b))
-                 .group_by(FunnelRollup.day, FunnelRollup.step))
+                 .group_by(col(FunnelRollup.day), col(FunnelRollup.step)))
     days = {n: Funnel(added_known=filters.platform is None) for n in range(a, b + 1)}
     for day, step, users in session.exec(query).all():
         days[day].users[step] = int(users)

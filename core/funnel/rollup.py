@@ -9,7 +9,7 @@ db.models.events.FunnelRollup); a store filter or the store drill-down count
 store's current branch: when a store moves, its whole history moves with it
 (the roll-up refiles it), so the branch table, the drill-down and a store
 filter always agree. The binding figures are as of now
-(core.stores.branch_summaries).
+(core.directory.stores.branch_summaries).
 """
 
 from dataclasses import dataclass
@@ -19,13 +19,14 @@ from time import sleep
 import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, text, update
+from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
 from base.errors import PermissionDenied
 from base.timeutil import display_zone
 from core.auth.permissions import Actor
 from core.funnel.intake import ADDED_BY_STATE, EPOCH, FUNNEL_STEPS
-from db.fastsql import dialect_insert, driver_executemany
+from db.fastsql import dialect_insert, execute_many
 from db.models import (
     ContactEvent,
     FunnelActivity,
@@ -128,9 +129,9 @@ def _lock(session: Session) -> None:
 def _columns(rows: list, names: list[str]) -> dict[str, np.ndarray]:
     """Query rows as one numpy array per column (text as objects: pandas' text
     arrays cost more to build than the roll-up's arithmetic)."""
-    values = list(zip(*rows)) or [()] * len(names)
+    values = list(zip(*rows, strict=True)) or [()] * len(names)
     return {name: np.array(column, dtype=object if name in _TEXT_COLUMNS else np.int64)
-            for name, column in zip(names, values)}
+            for name, column in zip(names, values, strict=True)}
 
 
 def _same_as_previous(*columns: np.ndarray) -> np.ndarray:
@@ -180,7 +181,7 @@ def _scope_rows(steps: np.ndarray, users: np.ndarray, days: np.ndarray, platform
         parts.append([p, b, s, d, gap])
     if not parts:
         return [np.zeros(0, dtype=np.int64)] * 5
-    return [np.concatenate(column) for column in zip(*parts)]
+    return [np.concatenate(column) for column in zip(*parts, strict=True)]
 
 
 def _difference(facts: dict[str, np.ndarray], before: np.ndarray, after: np.ndarray,
@@ -204,14 +205,14 @@ def _difference(facts: dict[str, np.ndarray], before: np.ndarray, after: np.ndar
         inside = d >= from_day
         columns.append((p[inside], b[inside], s[inside], d[inside], gap[inside],
                         np.full(int(inside.sum()), sign, dtype=np.int64)))
-    p, b, s, d, gap, change = (np.concatenate(parts) for parts in zip(*columns))
+    p, b, s, d, gap, change = (np.concatenate(parts) for parts in zip(*columns, strict=True))
     counts = pd.DataFrame({"p": p, "b": b, "s": s, "d": d, "gap": gap, "users": change}) \
         .groupby(["p", "b", "s", "d", "gap"], sort=False)["users"].sum()
     counts = counts[counts != 0]
     p, b, s, d, gap = (counts.index.get_level_values(level).to_numpy() for level in range(5))
     names = np.append(platform_names, ALL_PLATFORMS)  # code −1 → the last
     return list(zip(names[p].tolist(), b.tolist(), np.asarray(step_names, dtype=object)[s].tolist(), d.tolist(),
-                    gap.tolist(), counts.to_numpy().tolist()))
+                    gap.tolist(), counts.to_numpy().tolist(), strict=True))
 
 
 _ADD_TO_ROLLUP = ("INSERT INTO funnel_rollup (platform, branch_id, step, day, gap, users) VALUES (?, ?, ?, ?, ?, ?) "
@@ -225,9 +226,9 @@ _FILE_STORE = "INSERT INTO funnel_store_branch (store_id, branch_id) VALUES (?, 
 _TAKEN_IN = "DELETE FROM funnel_pending WHERE step = ? AND user_key = ? AND day = ? AND store_id = ? AND platform = ?"
 
 
-def _apply(session: Session, rows: list[tuple]) -> None:
-    driver_executemany(session, _ADD_TO_ROLLUP, rows)
-    driver_executemany(session, _DROP_EMPTY_ROLLUP, [row[:5] for row in rows if row[5] < 0])
+def _apply(connection: Connection, rows: list[tuple]) -> None:
+    execute_many(connection, _ADD_TO_ROLLUP, rows)
+    execute_many(connection, _DROP_EMPTY_ROLLUP, [row[:5] for row in rows if row[5] < 0])
 
 
 def _take_in_pending(session: Session, limit: int, after: tuple | None) -> tuple[int, tuple | None]:
@@ -238,14 +239,15 @@ def _take_in_pending(session: Session, limit: int, after: tuple | None) -> tuple
     if after is None:
         chunk = connection.execute(text(_PENDING_FIRST), {"limit": limit}).fetchall()
     else:
-        chunk = connection.execute(text(_PENDING_AFTER), {**dict(zip(_FACT_KEY, after)), "limit": limit}).fetchall()
+        chunk = connection.execute(text(_PENDING_AFTER),
+                                   {**dict(zip(_FACT_KEY, after, strict=True)), "limit": limit}).fetchall()
     if not chunk:
         return 0, after
     chunk = [tuple(row) for row in chunk]
     first, last = chunk[0], chunk[-1]
     from_day = min(row[2] for row in chunk)
-    params = {**{f"lo_{k}": v for k, v in zip(_FACT_KEY, first)}, **{f"hi_{k}": v for k, v in zip(_FACT_KEY, last)},
-              "from_day": from_day - GAP_CAP}
+    params = {**{f"lo_{k}": v for k, v in zip(_FACT_KEY, first, strict=True)},
+              **{f"hi_{k}": v for k, v in zip(_FACT_KEY, last, strict=True)}, "from_day": from_day - GAP_CAP}
     rows = connection.execute(text(_CHUNK_ACTIVITY), params).fetchall()
     facts = _columns(rows, [*_ACTIVITY_COLUMNS, "filed", "unfiled"])
     taken = set(chunk)
@@ -257,11 +259,11 @@ def _take_in_pending(session: Session, limit: int, after: tuple | None) -> tuple
     target = facts["filed"]
     after_branches = np.where(in_chunk, target, branches)
     refile = np.flatnonzero(in_chunk & (target != branches))
-    driver_executemany(session, _REFILE_FACT, [(int(target[i]), *rows[i][:5]) for i in refile])
+    execute_many(connection, _REFILE_FACT, [(int(target[i]), *rows[i][:5]) for i in refile])
     unfiled = np.flatnonzero(in_chunk & facts["unfiled"].astype(bool))
-    driver_executemany(session, _FILE_STORE, sorted({(int(facts["store_id"][i]), int(target[i])) for i in unfiled}))
-    _apply(session, _difference(facts, ~pending, ~pending | in_chunk, after_branches, from_day))
-    driver_executemany(session, _TAKEN_IN, chunk)
+    execute_many(connection, _FILE_STORE, sorted({(int(facts["store_id"][i]), int(target[i])) for i in unfiled}))
+    _apply(connection, _difference(facts, ~pending, ~pending | in_chunk, after_branches, from_day))
+    execute_many(connection, _TAKEN_IN, chunk)
     return len(chunk), last
 
 
@@ -283,7 +285,7 @@ def _move_store(session: Session, store_id: int) -> bool:
                          _ACTIVITY_COLUMNS)
         settled = ~facts["pending"].astype(bool)
         moved = np.where(facts["store_id"] == store_id, new_branch, facts["branch_id"])
-        _apply(session, _difference(facts, settled, settled, moved, first_day))
+        _apply(connection, _difference(facts, settled, settled, moved, first_day))
         connection.execute(update(FunnelActivity.__table__).where(FunnelActivity.__table__.c.store_id == store_id)
                            .values(branch_id=new_branch))
     connection.execute(update(FunnelStoreBranch.__table__)
@@ -388,7 +390,7 @@ def rebuild_funnel(*, session: Session, actor: Actor) -> dict[str, int]:
     connection = session.connection()
     # Intake reads this row (FOR SHARE on PostgreSQL): it waits until the rebuild commits.
     state = FunnelState.__table__
-    connection.execute(dialect_insert(session, state).values(id=1, zone=zone)
+    connection.execute(dialect_insert(connection, state).values(id=1, zone=zone)
                        .on_conflict_do_update(index_elements=[state.c.id], set_={"zone": zone}))
     _lock(session)
     for table in (FunnelPending, FunnelRollup, FunnelActivity, FunnelStoreBranch):
@@ -403,9 +405,9 @@ def rebuild_funnel(*, session: Session, actor: Actor) -> dict[str, int]:
             .order_by(TrackingEvent.id).limit(_REBUILD_BATCH)).fetchall()
         if not rows:
             break
-        ids, steps, moments, users, stores, platforms = zip(*rows)
-        driver_executemany(session, _INSERT_FACTS, list(zip(steps, users, _days_in(moments, zone), stores, platforms,
-                                                      [branches[store] for store in stores])))
+        ids, steps, moments, users, stores, platforms = zip(*rows, strict=True)
+        execute_many(connection, _INSERT_FACTS, list(zip(steps, users, _days_in(moments, zone), stores, platforms,
+                                                         [branches[store] for store in stores], strict=True)))
         events, last_id = events + len(rows), ids[-1]
     adds = connection.execute(
         select(ContactEvent.external_userid, ContactEvent.occurred_at, ContactEvent.store_id,
@@ -413,13 +415,13 @@ def rebuild_funnel(*, session: Session, actor: Actor) -> dict[str, int]:
         .join(Store, col(Store.id) == ContactEvent.store_id)
         .where(ContactEvent.change_type == "add_external_contact")).fetchall()
     if adds:
-        externals, moments, stores, by_state = zip(*adds)
+        externals, moments, stores, by_state = zip(*adds, strict=True)
         facts = []
-        for external, day, store, state in zip(externals, _days_in(moments, zone), stores, by_state):
+        for external, day, store, state in zip(externals, _days_in(moments, zone), stores, by_state, strict=True):
             facts.append(("added", external, day, store, "", branches[store]))
             if state:
                 facts.append((ADDED_BY_STATE, external, day, store, "", branches[store]))
-        driver_executemany(session, _INSERT_FACTS, facts)
+        execute_many(connection, _INSERT_FACTS, facts)
     connection.execute(text("INSERT INTO funnel_pending (step, user_key, day, store_id, platform) "
                             "SELECT step, user_key, day, store_id, platform FROM funnel_activity"))
     connection.execute(text("INSERT INTO funnel_store_branch (store_id, branch_id) SELECT id, branch_id FROM store"))

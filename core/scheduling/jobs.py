@@ -14,17 +14,18 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from base.errors import InvalidInput
+from base.problems import problem
 from base.timeutil import utcnow
 from core.auth.permissions import Actor, Capability, require
 from core.scheduling.lease import Fence, LeaseLost
 from db.models import JobRequest, JobRun
-from i18n import t
 
 log = logging.getLogger("scheduler")
 
 # Modules that declare jobs with `register_job`; each domain adds its own.
 JOB_MODULES = [
     "core.scheduling.housekeeping",
+    "core.directory.jobs",
     "core.capacity.jobs",
     "core.alerts.jobs",
     "core.funnel.jobs",
@@ -51,7 +52,7 @@ class JobSpec:
     id: str
     run: Callable[[JobContext], dict[str, Any] | None]
     interval_seconds: int
-    # Position in `scheduler.py --once` (sync → evaluate → deliver → roll up).
+    # Position in `scheduler.py --once` (sync members → sync counts → evaluate → deliver → roll up).
     order: int
     # Operators may queue this job from the console.
     requestable: bool = False
@@ -104,7 +105,7 @@ def run_job(spec: JobSpec, ctx: JobContext) -> bool:
         session.exec(update(JobRun).where(col(JobRun.id) == run_id).values(
             finished_at=utcnow(), outcome=outcome,
             figures_json=json.dumps(figures, ensure_ascii=False, default=str) if figures else None,
-            error=error[:2000] if error else None))
+            error=problem("jobs.exception", error=error[:2000]) if error else None))
         session.commit()
     return outcome == "ok"
 
@@ -114,7 +115,7 @@ def interrupt_runs_of_others(*, session: Session, holder: str, now: datetime | N
     (that sidecar was killed or lost the lease) and are marked interrupted."""
     result = session.exec(update(JobRun).where(col(JobRun.outcome) == "running", col(JobRun.holder) != holder)
                           .values(outcome="interrupted", finished_at=now or utcnow(),
-                                  error=t("jobs.interrupted_reason")))
+                                  error=problem("jobs.interrupted_reason")))
     return result.rowcount
 
 

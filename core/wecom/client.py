@@ -27,8 +27,8 @@ TOKEN_INVALID = {40014, 41001, 42001}
 BUSY = -1
 THROTTLED = {45009, 45033}
 BUSY_RETRIES = 3
-# Reason keys in the message catalog (console/messages/capacity.py); an errcode
-# not listed here is shown with its number and WeCom's errmsg.
+# Reason keys in the message catalog (i18n/wecom.py); an errcode not listed
+# here is shown with its number and WeCom's errmsg.
 REASONS = {
     40001: "wecom.reason.bad_secret",
     40013: "wecom.reason.bad_corpid",

@@ -1,4 +1,4 @@
-"""Alembic environment on SQLModel.metadata; the URL comes from core.config
+"""Alembic environment on SQLModel.metadata; the URL comes from base.config
 unless the caller put one in the Alembic config."""
 
 from alembic import context

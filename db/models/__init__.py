@@ -12,9 +12,11 @@ from db.models.capacity import (
                               AlertDelivery,
                               AlertLevel,
                               CapacityAlert,
+                              ChannelInvalidUser,
                               ChannelKind,
                               CountSnapshot,
                               DeliveryStatus,
+                              MemberMessageSend,
 )
 from db.models.events import (
                               ContactEvent,
@@ -26,10 +28,11 @@ from db.models.events import (
                               TrackingEvent,
 )
 from db.models.imports import BindingImport, BindingImportRow, ImportRowOutcome
+from db.models.members import UnassignedCustomer
 from db.models.org import Branch, Store, StoreStatus
 from db.models.scheduling import JobRequest, JobRun, SchedulerLease
 from db.models.settings import SettingOverride
-from db.models.users import ApiKey, LoginAttempt, LoginSession, Role, User
+from db.models.users import ApiKey, LoginAttempt, LoginSession, Role, User, WeComLoginState
 
 __all__ = [
     "ContactEvent",
@@ -43,9 +46,11 @@ __all__ = [
     "AlertDelivery",
     "AlertLevel",
     "CapacityAlert",
+    "ChannelInvalidUser",
     "ChannelKind",
     "CountSnapshot",
     "DeliveryStatus",
+    "MemberMessageSend",
     "Account",
     "AccountStatus",
     "ApiKey",
@@ -66,5 +71,7 @@ __all__ = [
     "SettingOverride",
     "Store",
     "StoreStatus",
+    "UnassignedCustomer",
     "User",
+    "WeComLoginState",
 ]

@@ -7,6 +7,7 @@ from sqlalchemy import CheckConstraint, Column, DateTime, Index, String, Text, f
 from sqlmodel import Field, SQLModel
 
 from base.timeutil import utcnow
+from db.typed import table_of
 
 
 class AccountStatus(StrEnum):
@@ -31,12 +32,18 @@ class Account(AccountBase, table=True):
     id: int | None = Field(default=None, primary_key=True)
     customer_count: int = Field(default=0)
     count_synced_at: datetime | None = Field(default=None, sa_type=DateTime)
-    # The last WeCom error for this account, in words an operator can act on.
+    # The last WeCom error for this account: an operator reason as key + params (base.problems).
     sync_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The member's status in WeCom as the member sync or a change_contact callback
+    # last saw it (1 active, 2 disabled, 4 not activated, 5 left), and why the
+    # account was disabled when WeCom disabled it (base.problems key + params).
+    member_status: int | None = Field(default=None)
+    member_checked_at: datetime | None = Field(default=None, sa_type=DateTime)
+    status_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
 
 
 # userid is case-insensitive unique, as in WeCom.
-Index("uq_account_userid_ci", func.lower(Account.__table__.c.userid), unique=True)
+Index("uq_account_userid_ci", func.lower(table_of(Account).c.userid), unique=True)

@@ -17,6 +17,12 @@ class AlertLevel(StrEnum):
     warn = "warn"
     critical = "critical"
     full = "full"
+    # Not a capacity level: the account's member left or was disabled in WeCom
+    # (an episode that opens once and is closed at once).
+    member_left = "member_left"
+
+
+LEVEL_CHECK = "level in ('warn', 'critical', 'full', 'member_left')"
 
 
 class ChannelKind(StrEnum):
@@ -24,6 +30,11 @@ class ChannelKind(StrEnum):
     dingtalk = "dingtalk"
     feishu = "feishu"
     webhook = "webhook"
+    # WeCom app messages (message/send) to members, not a group robot.
+    wecom_app = "wecom_app"
+
+
+KIND_CHECK = "kind in ('wecom', 'dingtalk', 'feishu', 'webhook', 'wecom_app')"
 
 
 class DeliveryStatus(StrEnum):
@@ -52,7 +63,7 @@ class CapacityAlert(SQLModel, table=True):
 
     __tablename__ = "capacity_alert"
     __table_args__ = (
-        CheckConstraint("level in ('warn', 'critical', 'full')", name="ck_capacity_alert_level"),
+        CheckConstraint(LEVEL_CHECK, name="ck_capacity_alert_level"),
         Index("uq_capacity_alert_open", "account_id", "level", unique=True,
               sqlite_where=OPEN_EPISODE, postgresql_where=OPEN_EPISODE),
         Index("ix_capacity_alert_opened", "opened_at"),
@@ -80,7 +91,7 @@ class AlertChannel(SQLModel, table=True):
 
     __tablename__ = "alert_channel"
     __table_args__ = (
-        CheckConstraint("kind in ('wecom', 'dingtalk', 'feishu', 'webhook')", name="ck_alert_channel_kind"),
+        CheckConstraint(KIND_CHECK, name="ck_alert_channel_kind"),
     )
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=100)
@@ -88,9 +99,14 @@ class AlertChannel(SQLModel, table=True):
     url: str = Field(sa_column=Column(Text, nullable=False))
     secret: str | None = Field(default=None, sa_column=Column(String(200), nullable=True))
     branch_id: int | None = Field(default=None, foreign_key="branch.id")
+    # wecom_app only: the members it always messages ('|'-joined userids), and
+    # whether the alert's branch managers (linked, enabled) get it too.
+    recipients: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    to_branch_managers: bool = Field(default=False, sa_column_kwargs={"server_default": "0"})
     enabled: bool = Field(default=True)
     last_success_at: datetime | None = Field(default=None, sa_type=DateTime)
     last_error_at: datetime | None = Field(default=None, sa_type=DateTime)
+    # Why the robot last refused or failed, as key + params (base.problems).
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
@@ -110,6 +126,8 @@ class AlertDelivery(SQLModel, table=True):
     alert_id: int | None = Field(default=None, foreign_key="capacity_alert.id")
     channel_id: int = Field(foreign_key="alert_channel.id")
     text: str = Field(sa_column=Column(Text, nullable=False))
+    # wecom_app only: the members this message goes to, fixed when it is queued.
+    recipients: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     status: str = Field(default=DeliveryStatus.pending, max_length=16)
     attempts: int = Field(default=0)
     created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
@@ -119,6 +137,7 @@ class AlertDelivery(SQLModel, table=True):
     sent_at: datetime | None = Field(default=None, sa_type=DateTime)
     # How many messages went out together in the digest that carried this one.
     digest_size: int | None = Field(default=None)
+    # Why the last send failed or is held back, as key + params (base.problems).
     last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # Set when claimed for sending: which sidecar (holder#lease generation) and when.
     claimed_at: datetime | None = Field(default=None, sa_type=DateTime)
@@ -138,3 +157,25 @@ class RobotSend(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     channel_id: int = Field(foreign_key="alert_channel.id")
     sent_at: datetime = Field(sa_type=DateTime)
+
+
+class MemberMessageSend(SQLModel, table=True):
+    """One app message handed to WeCom for one member, kept for an hour: the
+    member's sliding windows (30 a minute, 1,000 an hour; WeCom drops the excess silently)."""
+
+    __tablename__ = "member_message_send"
+    __table_args__ = (Index("ix_member_message_send_userid_at", "userid", "sent_at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    userid: str = Field(sa_column=Column(String(64), nullable=False))
+    sent_at: datetime = Field(sa_type=DateTime)
+
+
+class ChannelInvalidUser(SQLModel, table=True):
+    """A member an app-message channel named that WeCom answered as `invaliduser`."""
+
+    __tablename__ = "channel_invalid_user"
+    channel_id: int = Field(foreign_key="alert_channel.id", primary_key=True)
+    userid: str = Field(sa_column=Column(String(64), primary_key=True))
+    first_seen_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    last_seen_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    times: int = Field(default=1)

@@ -108,7 +108,7 @@ class FunnelRollup(SQLModel, table=True):
     capped). A range [a, b] counts each user once, on their first day in it:
     the rows with day in [a, b] and gap > day − a. `branch_id` 0 is the whole
     chain and platform "*" all platforms, each with its own distinct users.
-    Always equal to what the facts not pending give (core.metrics)."""
+    Always equal to what the facts not pending give (core.funnel.rollup)."""
 
     __tablename__ = "funnel_rollup"
     __table_args__ = (

@@ -31,6 +31,7 @@ class JobRun(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None, sa_type=DateTime)
     outcome: str = Field(default="running", max_length=16)
     figures_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Why the run failed or stopped, as key + params (base.problems).
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 

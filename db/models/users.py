@@ -7,6 +7,7 @@ from sqlalchemy import CheckConstraint, Column, DateTime, Index, String, func
 from sqlmodel import Field, SQLModel
 
 from base.timeutil import utcnow
+from db.typed import table_of
 
 
 class Role(StrEnum):
@@ -25,6 +26,8 @@ class UserBase(SQLModel):
     # Agency operators (代运营) have an end date; past it they cannot log in.
     expires_at: datetime | None = Field(default=None, sa_type=DateTime)
     disabled: bool = Field(default=False)
+    # The WeCom member this user is (QR login, app messages); one user per member.
+    wecom_userid: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
 
 
 class User(UserBase, table=True):
@@ -43,8 +46,19 @@ class User(UserBase, table=True):
     updated_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
 
 
-# username is case-insensitive unique.
-Index("uq_user_username_ci", func.lower(User.__table__.c.username), unique=True)
+# username is case-insensitive unique, and so is the linked WeCom member (as in WeCom).
+Index("uq_user_username_ci", func.lower(table_of(User).c.username), unique=True)
+Index("uq_user_wecom_userid_ci", func.lower(table_of(User).c.wecom_userid), unique=True)
+
+
+class WeComLoginState(SQLModel, table=True):
+    """A WeCom login's `state`, single-use: the browser carries it in a signed
+    short-lived cookie, this row makes sure it is taken once."""
+
+    __tablename__ = "wecom_login_state"
+    state: str = Field(sa_column=Column(String(64), primary_key=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
+    used_at: datetime | None = Field(default=None, sa_type=DateTime)
 
 
 class LoginSession(SQLModel, table=True):

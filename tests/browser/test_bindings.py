@@ -12,7 +12,7 @@ from core.bindings import review
 from db.engine import get_engine
 from db.models import Binding, Role
 from i18n import t
-from tests.support.review_data import bind
+from tests.support.factories import bind
 from tests.support.streamlit_server import log_in, wait_for_app_run
 
 pytestmark = pytest.mark.browser

@@ -7,12 +7,12 @@ from sqlmodel import Session, select
 
 from base.errors import ConcurrentEdit
 from console.cli import main
-from core.auth.sessions import actor_for
 from core.bindings import service as bindings
 from core.bindings.imports import commit, judge, read
-from db.engine import get_engine
-from db.models import Account, Binding, BindingImport, Branch, Role, Store, User
+from db.models import Account, Binding, BindingImport, Role
+from tests.support import factories
 from tests.support.binding_sheets import csv_bytes, xlsx_bytes
+from tests.support.factories import find_store, make_account
 
 
 def test_cli_prints_each_row_error_exits_1_and_writes_nothing(org, make_user, tmp_path, capsys, session):
@@ -55,24 +55,16 @@ def test_cli_refuses_unknown_users_and_viewers(org, make_user, tmp_path, capsys)
 
 
 @pytest.fixture
-def pg_org(pg_url):
-    engine = get_engine(pg_url)
-    with Session(engine, expire_on_commit=False) as session:
-        north = Branch(code="BJ01", name="北京分公司")
-        session.add(north)
-        session.flush()
-        session.add_all([Store(crm_store_id="000101", name="北京朝阳大悦城店", branch_id=north.id),
-                         Store(crm_store_id="000102", name="北京海淀银泰店", branch_id=north.id)])
-        manager = User(username="bj_manager", role=Role.branch_manager.value, branch_id=north.id, password_hash="x")
-        operator = User(username="operator", role=Role.hq_operator.value, password_hash="x")
-        session.add_all([manager, operator])
-        session.commit()
-        return engine, actor_for(manager), actor_for(operator), north
+def pg_actors(pg_org):
+    """BJ01's branch manager and an HQ operator, on PostgreSQL."""
+    with Session(pg_org.engine, expire_on_commit=False) as session:
+        return (factories.make_user(session, Role.branch_manager, pg_org.north, username="bj_manager").actor,
+                factories.make_user(session, Role.hq_operator, username="operator").actor)
 
 
 @pytest.mark.postgres
-def test_postgres_concurrent_commits_of_one_store_leave_exactly_one(pg_org):
-    engine, manager, operator, north = pg_org
+def test_postgres_concurrent_commits_of_one_store_leave_exactly_one(pg_org, pg_actors):
+    (engine, north), (manager, operator) = (pg_org.engine, pg_org.north), pg_actors
     previews = []
     for actor, userid in ((manager, "from.manager"), (operator, "from.operator")):
         parsed = read.parse_sheet(csv_bytes([["BJ01", "000101", "", userid, "甲"],
@@ -110,14 +102,11 @@ def test_postgres_concurrent_commits_of_one_store_leave_exactly_one(pg_org):
 
 
 @pytest.mark.postgres
-def test_postgres_replacement_ends_the_old_binding(pg_org):
-    engine, manager, operator, north = pg_org
+def test_postgres_replacement_ends_the_old_binding(pg_org, pg_actors):
+    engine, (manager, operator) = pg_org.engine, pg_actors
     with Session(engine) as session:
-        account = Account(userid="old.one", name="旧号")
-        session.add(account)
-        session.flush()
-        store = session.exec(select(Store).where(Store.crm_store_id == "000101")).one()
-        bindings.start_binding(session=session, actor=operator, store=store, account=account)
+        account = make_account(session, "old.one", name="旧号")
+        bindings.start_binding(session=session, actor=operator, store=find_store(session, "000101"), account=account)
         session.commit()
     parsed = read.parse_sheet(csv_bytes([["BJ01", "000101", "", "new.one", "新号"]]), "swap.csv")
     with Session(engine) as session:

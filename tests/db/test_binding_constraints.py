@@ -10,20 +10,14 @@ from core.auth.permissions import SYSTEM
 from core.bindings import service as bindings
 from core.directory import stores
 from db.engine import get_engine
-from db.models import Account, Binding, Branch, Store, User
+from db.models import Account, Binding, Store, User
+from tests.support.factories import make_account, make_branch, make_store
 
 
 def _org(session: Session) -> tuple[Store, Store, Account, Account]:
-    branch = Branch(code="B1", name="分公司")
-    session.add(branch)
-    session.flush()
-    s1 = Store(crm_store_id="000123", name="一号店", branch_id=branch.id)
-    s2 = Store(crm_store_id="123", name="二号店", branch_id=branch.id)
-    a1 = Account(userid="ZhangSan", name="张三")
-    a2 = Account(userid="lisi", name="李四")
-    session.add_all([s1, s2, a1, a2])
-    session.commit()
-    return s1, s2, a1, a2
+    branch = make_branch(session, "B1", name="分公司")
+    return (make_store(session, branch, "000123", name="一号店"), make_store(session, branch, "123", name="二号店"),
+            make_account(session, "ZhangSan", name="张三"), make_account(session, "lisi", name="李四"))
 
 
 def check_binding_rules(session: Session) -> None:
@@ -100,9 +94,7 @@ def test_store_service_on_postgres(pg_url):
         session.commit()
         assert (result.created, result.branches_created) == (2, 1)
         store = session.exec(text("SELECT id FROM store WHERE crm_store_id = '000201'")).scalar()
-        account = Account(userid="wx1", name="客服")
-        session.add(account)
-        session.flush()
+        account = make_account(session, "wx1", name="客服")
         bindings.start_binding(session=session, actor=SYSTEM, store=session.get(Store, store), account=account)
         session.commit()
         closing = sheet.replace("000201,上海浦东店,营业".encode(), "000201,上海浦东店,关闭".encode())

@@ -4,6 +4,7 @@ attributed by State get their own fact, and the next roll-up gives the
 scenario's hand-counted figures. Downgrading goes back to dirty days."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from alembic import command
@@ -18,6 +19,16 @@ from tests.conftest import point_settings_at
 from tests.support import metrics_scenario as sc
 
 
+def _account_as_of_0008(session: Session, userid: str, *, name: str, count: int) -> SimpleNamespace:
+    """An account row with the columns the table had at 0008 (today's model has more)."""
+    row = session.connection().execute(text(
+        "INSERT INTO account (userid, name, capacity_limit, status, customer_count, version, created_at, updated_at) "
+        "VALUES (:userid, :name, 5000, 'active', :count, 1, '2026-10-01 00:00:00', '2026-10-01 00:00:00') "
+        "RETURNING id"), {"userid": userid, "name": name, "count": count}).one()
+    session.commit()
+    return SimpleNamespace(id=row.id, userid=userid)
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def old_url(request, tmp_path: Path, monkeypatch) -> str:
     """A database at 0008 with the scenario's facts as the previous version stored them."""
@@ -29,7 +40,7 @@ def old_url(request, tmp_path: Path, monkeypatch) -> str:
     command.upgrade(alembic_config(url), "0008_alerts")
     engine = get_engine(url)
     with Session(engine) as session:
-        org = sc.build_org(session)
+        org = sc.build_org(session, account_maker=_account_as_of_0008)
         ids = {code: store.id for code, store in org["stores"].items()}
         north, south = org["north"].id, org["south"].id
         facts = [

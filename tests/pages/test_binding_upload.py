@@ -8,6 +8,7 @@ from db.models import Binding, BindingImport, Role, Store
 from i18n import t
 from tests.support.apptest import run_app
 from tests.support.binding_sheets import OLE_ENCRYPTED, PNG, csv_bytes
+from tests.support.factories import find_store, make_account
 
 
 def metric(at, key: str) -> str:
@@ -144,13 +145,8 @@ def test_change_after_preview_asks_to_preview_again(org, make_user, as_user, ses
     at = run_app("binding_upload.py")
     upload(at, csv_bytes([["BJ01", "000101", "", "mine", "甲"]]))
     # Someone binds the same store while the manager looks at the preview.
-    from db.models import Account
-
-    account = Account(userid="theirs", name="乙")
-    session.add(account)
-    session.flush()
-    store = session.exec(select(Store).where(Store.crm_store_id == "000101")).one()
-    bindings.start_binding(session=session, actor=operator.actor, store=store, account=account)
+    bindings.start_binding(session=session, actor=operator.actor, store=find_store(session, "000101"),
+                           account=make_account(session, "theirs", name="乙"))
     session.commit()
     at.button(key="bi_commit").click()
     at.run()

@@ -4,7 +4,7 @@ refusals named in the dialog, read-only branch managers, replace, account edit."
 from db.models import Account, Binding, Role
 from i18n import t
 from tests.support.apptest import run_app
-from tests.support.review_data import bind
+from tests.support.factories import bind
 
 TABLE = "review_table"
 
@@ -147,7 +147,7 @@ def test_overview_and_stores_page_say_what_the_api_says(session, org, make_user,
     stores = run_app("stores.py")
     assert not stores.exception
     frame = stores.dataframe[0].value
-    column = dict(zip(frame[t("stores.col.crm_store_id")], frame[t("stores.col.entry")]))
+    column = dict(zip(frame[t("stores.col.crm_store_id")], frame[t("stores.col.entry")], strict=True))
     # The API's answers in the console's words (a bound standby account named as such).
     assert {crm: column[crm] for crm in api} == {
         "000101": t("entry_reason.account_full"), "000102": t("bindings.entry.visible"),

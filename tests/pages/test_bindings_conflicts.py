@@ -9,7 +9,7 @@ from core.directory import accounts
 from db.models import Account, Binding, Role
 from i18n import t
 from tests.support.apptest import run_app
-from tests.support.review_data import bind
+from tests.support.factories import bind
 
 TABLE = "review_table"
 

@@ -5,12 +5,14 @@ from datetime import timedelta
 import pytest
 from sqlmodel import select
 
+from base.problems import problem
 from base.timeutil import utcnow
 from core.capacity.evaluate import evaluate
 from db.models import AlertChannel, CapacityAlert, CountSnapshot, Role, SettingOverride
 from i18n import t
 from tests.support.apptest import run_app
 from tests.support.capacity import bind_accounts
+from tests.support.factories import find_store, make_account, make_binding
 
 
 @pytest.fixture
@@ -50,16 +52,10 @@ def test_operator_sees_every_account_riskiest_first_with_forecast(watched, make_
 def test_a_full_replaced_account_ranks_after_the_accounts_entries_send_customers_to(
         watched, org, session, make_user, as_user):
     """换号 leaves the old, full account listed; it needs no action, the serving ones do."""
-    from db.models import Account, Binding, Store
-
-    store = session.exec(select(Store).where(Store.crm_store_id == "000202")).one()
-    old = Account(userid="old000202", name="老号", customer_count=5000, capacity_limit=5000)
-    session.add(old)
-    session.flush()
+    old = make_account(session, "old000202", name="老号", count=5000, limit=5000)
     now = utcnow()
-    session.add(Binding(store_id=store.id, account_id=old.id, started_at=now - timedelta(days=90),
-                        ended_at=now - timedelta(days=1), end_reason="replaced"))
-    session.commit()
+    make_binding(session, find_store(session, "000202"), old, started_at=now - timedelta(days=90),
+                 ended_at=now - timedelta(days=1), end_reason="replaced")
     as_user(make_user(Role.hq_operator))
     at = run_app("capacity.py")
     assert not at.exception, at.exception
@@ -193,7 +189,7 @@ def test_alerts_page_shows_what_the_groups_were_actually_told(watched, session, 
     as_user(make_user(Role.hq_operator))
     at = run_app("alerts.py")
     assert not at.exception, at.exception
-    notified = dict(zip(table(at)[t("alerts.col.account")], table(at)[t("alerts.col.notified")]))
+    notified = dict(zip(table(at)[t("alerts.col.account")], table(at)[t("alerts.col.notified")], strict=True))
     assert notified["store000101"].startswith(t("alerts.notified.sent", count=1))
     assert notified["store000201"].startswith(t("alerts.notified.pending", count=1))
     assert not at.warning
@@ -238,7 +234,7 @@ def test_sidecar_section_shows_recent_runs_per_job(watched, session, make_user, 
     session.add_all([JobRun(job_id="alerts.deliver", holder="h1", started_at=now - timedelta(seconds=30 * n),
                             finished_at=now - timedelta(seconds=30 * n - 1), outcome="ok") for n in range(1, 6)]
                     + [JobRun(job_id="capacity.sync_counts", holder="dead", started_at=now - timedelta(minutes=20),
-                              finished_at=now, outcome="interrupted", error=t("jobs.interrupted_reason"))])
+                              finished_at=now, outcome="interrupted", error=problem("jobs.interrupted_reason"))])
     session.commit()
     as_user(make_user(Role.hq_operator))
     at = run_app("capacity.py")

@@ -27,6 +27,7 @@ from core.scheduling import jobs, lease
 from db.models import AlertChannel, AlertDelivery, CapacityAlert, JobRequest, JobRun, SchedulerLease
 from demo.simulator import Fault
 from tests.support.capacity import bind_accounts, start_simulator
+from tests.support.problems import shown
 
 CAPACITY_JOBS = ["capacity.sync_counts", "capacity.evaluate", "alerts.deliver"]
 
@@ -92,7 +93,7 @@ def fast_lease(monkeypatch):
     monkeypatch.setattr(lease, "LEASE_TTL", timedelta(seconds=2))
     monkeypatch.setattr(scheduler, "LEASE_EVERY_SECONDS", 0.3)
     monkeypatch.setattr("core.alerts.outbox.CLAIM_MARGIN", timedelta(seconds=0.5))
-    monkeypatch.setattr("core.capacity.jobs.quiet_wait", lambda _now: 0.0)
+    monkeypatch.setattr("core.alerts.jobs.quiet_wait", lambda _now: 0.0)
 
 
 def test_two_sidecars_only_one_acts_and_the_alert_arrives_once(db_url, session, setup, sim):
@@ -153,7 +154,7 @@ def test_robot_down_during_the_run_keeps_the_alert_for_later(db_url, session, se
     assert process.wait(timeout=120) == 0
     session.expire_all()
     delivery = session.exec(select(AlertDelivery)).one()
-    assert (delivery.status, delivery.last_error) == ("pending", "HTTP 503") and sim.messages() == []
+    assert (delivery.status, shown(delivery.last_error)) == ("pending", "HTTP 503") and sim.messages() == []
 
 
 def test_refused_secret_fails_the_sync_job_and_the_sidecar_says_so(db_url, session, setup, sim):
@@ -161,7 +162,7 @@ def test_refused_secret_fails_the_sync_job_and_the_sidecar_says_so(db_url, sessi
     output = process.communicate(timeout=120)[0].decode()
     assert process.returncode == 1, output
     run = session.exec(select(JobRun).where(JobRun.job_id == "capacity.sync_counts")).one()
-    assert run.outcome == "failed" and "40001" in run.error
+    assert run.outcome == "failed" and "40001" in shown(run.error)
 
 
 def test_a_once_run_longer_than_the_lease_keeps_it_and_a_waiting_sidecar_never_acts_beside_it(
@@ -206,7 +207,7 @@ def test_a_sidecar_that_lost_the_lease_stops_sending(db_url, engine, session, se
     delivering.join(30)
     assert [m.text for m in sim.messages()] == ["第0条"]
     run = session.exec(select(JobRun).where(JobRun.holder == old.holder)).one()
-    assert run.outcome == "interrupted" and "LeaseLost" in run.error
+    assert run.outcome == "interrupted" and "LeaseLost" in shown(run.error)
     assert new.heartbeat() and new.run("alerts.deliver")
     assert sorted(m.text for m in sim.messages()) == ["第0条", "第1条", "第2条"]
     assert {d.status for d in read(engine, select(AlertDelivery))} == {"sent"}

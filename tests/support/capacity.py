@@ -1,11 +1,12 @@
 """Helpers for the capacity and alert tests: a simulator per test, fast
 retries, accounts bound to the `org` fixture's stores."""
 
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from core.wecom.client import RetryPolicy, WeComClient, forget_tokens
-from db.models import Account, Binding, Store
+from db.models import Account
 from demo.simulator import WeComSimulator
+from tests.support.factories import find_store, make_account, make_binding
 
 FAST_RETRY = RetryPolicy(base_seconds=0.01, max_seconds=0.05, max_attempts=8)
 
@@ -26,11 +27,7 @@ def bind_accounts(session: Session, specs: list[tuple[str, str, int, int]]) -> d
     account is bound (current, shown) to that store."""
     accounts: dict[str, Account] = {}
     for crm_store_id, userid, count, limit in specs:
-        store = session.exec(select(Store).where(Store.crm_store_id == crm_store_id)).one()
-        account = Account(userid=userid, name=f"{store.name}客服", customer_count=count, capacity_limit=limit)
-        session.add(account)
-        session.flush()
-        session.add(Binding(store_id=store.id, account_id=account.id, shown=True))
-        accounts[userid] = account
-    session.commit()
+        store = find_store(session, crm_store_id)
+        accounts[userid] = make_account(session, userid, name=f"{store.name}客服", count=count, limit=limit)
+        make_binding(session, store, accounts[userid], shown=True)
     return accounts

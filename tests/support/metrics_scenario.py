@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from core.auth.permissions import system_actor
 from core.funnel import contacts, intake, rollup
-from db.models import Account, Binding, Branch, Store
+from tests.support.factories import ORG_STORES, find_store, make_account, make_binding, make_org
 
 SYSTEM = system_actor("test")
 START, END = date(2026, 11, 1), date(2026, 11, 3)
@@ -23,35 +23,19 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=CST)
 BOUND_SINCE = datetime(2026, 10, 1)
 
 
-def build_org(session: Session) -> dict:
-    north, south = Branch(code="BJ01", name="北京分公司"), Branch(code="SH01", name="上海分公司")
-    session.add_all([north, south])
-    session.flush()
-    stores = {
-        "000101": Store(crm_store_id="000101", name="北京朝阳大悦城店", branch_id=north.id),
-        "000102": Store(crm_store_id="000102", name="北京海淀银泰店", branch_id=north.id),
-        "101": Store(crm_store_id="101", name="北京东城王府井店", branch_id=north.id),
-        "000103": Store(crm_store_id="000103", name="北京丰台万达店", branch_id=north.id, status="closed"),
-        "000201": Store(crm_store_id="000201", name="上海浦东陆家嘴店", branch_id=south.id),
-        "000202": Store(crm_store_id="000202", name="上海徐汇港汇店", branch_id=south.id),
-    }
-    session.add_all(stores.values())
-    accounts = {name: Account(userid=name, name=name, customer_count=10) for name in
+def build_org(session: Session, account_maker=make_account) -> dict:
+    """`account_maker`: how accounts are made (a migration test at an older revision writes plain SQL)."""
+    org = make_org(session)
+    stores = {crm_store_id: find_store(session, crm_store_id) for _, crm_store_id, _, _ in ORG_STORES}
+    accounts = {userid: account_maker(session, userid, name=userid, count=10) for userid in
                 ("store101", "store102", "store103", "store201")}
-    session.add_all(accounts.values())
-    session.flush()
-    session.add_all([
-        Binding(store_id=stores["000101"].id, account_id=accounts["store101"].id, started_at=BOUND_SINCE,
-                shown=True),
-        Binding(store_id=stores["000102"].id, account_id=accounts["store102"].id, started_at=BOUND_SINCE,
-                ended_at=datetime(2026, 10, 20), end_reason="unbound"),
-        Binding(store_id=stores["000103"].id, account_id=accounts["store103"].id, started_at=BOUND_SINCE,
-                ended_at=datetime(2026, 10, 20), end_reason="store_closed"),
-        Binding(store_id=stores["000201"].id, account_id=accounts["store201"].id, started_at=BOUND_SINCE,
-                shown=True),
-    ])
-    session.commit()
-    return {"north": north, "south": south, "stores": stores, "accounts": accounts}
+    make_binding(session, stores["000101"], accounts["store101"], started_at=BOUND_SINCE, shown=True)
+    make_binding(session, stores["000102"], accounts["store102"], started_at=BOUND_SINCE,
+                 ended_at=datetime(2026, 10, 20), end_reason="unbound")
+    make_binding(session, stores["000103"], accounts["store103"], started_at=BOUND_SINCE,
+                 ended_at=datetime(2026, 10, 20), end_reason="store_closed")
+    make_binding(session, stores["000201"], accounts["store201"], started_at=BOUND_SINCE, shown=True)
+    return {**org, "stores": stores, "accounts": accounts}
 
 
 def event(event_id: str, name: str, when: str, user: str, store: str, platform: str = "app") -> dict:

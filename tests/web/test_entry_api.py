@@ -1,5 +1,6 @@
 """GET /api/v1/stores/{crm_store_id}/entry: API-key auth (hashed, shown once,
-revocable), 404, every reason, and export-entries answering exactly as the API."""
+revocable), 404, every reason over HTTP. The rule itself, and export-entries
+answering exactly as the API: tests/core/bindings/test_entries.py."""
 
 import hashlib
 import json
@@ -18,7 +19,7 @@ from core.auth import api_keys
 from core.auth.permissions import system_actor
 from core.bindings import review
 from db.models import ApiKey, Role
-from tests.support.review_data import bind
+from tests.support.factories import bind
 
 ADMIN = system_actor("test")
 
@@ -106,20 +107,6 @@ def test_create_api_key_cli_prints_a_working_key_once(client, org, capsys):
     plain = capsys.readouterr().out.strip().splitlines()[-1]
     assert plain.startswith(api_keys.KEY_PREFIX)
     assert get(client, "000101", plain).status_code == 200
-
-
-def test_export_entries_matches_the_api_for_every_store(client, session, org, key, tmp_path, capsys):
-    bind(session, "000101", "visible1", shown=True)
-    bind(session, "000102", "hidden1")
-    bind(session, "000201", "full1", shown=True, count=9000)
-    out = tmp_path / "out" / "entries.json"
-    assert cli_main(["export-entries", "--out", str(out)]) == 0
-    exported = json.loads(out.read_text(encoding="utf-8"))
-    assert [e["crm_store_id"] for e in exported] == ["000101", "000102", "000103", "000201", "000202", "101"]
-    for item in exported:
-        assert get(client, item["crm_store_id"], key).json() == item
-    assert cli_main(["export-entries"]) == 0
-    assert json.loads(capsys.readouterr().out) == exported
 
 
 def last_used(engine, key_id):

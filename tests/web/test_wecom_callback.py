@@ -1,7 +1,8 @@
 """/wecom/callback: the official test vector, URL verification, encrypted
 change_external_contact events, attribution through binding history and
-State, WeCom's retries recorded once, the account count moving, and the
-answer within a second while a roll-up works through a backlog."""
+State, WeCom's retries recorded once, the account count moving, the answer
+within a second while a roll-up works through a backlog, and change_contact
+events retiring the account of a member who left or was disabled."""
 
 import random
 import threading
@@ -14,10 +15,12 @@ from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from base.config import get_settings
+from base.problems import Problem
 from console.web import wecom_callback
 from core.funnel import intake, rollup
 from core.wecom.callback_crypto import CallbackCrypto, CallbackCryptoError
-from db.models import Account, Binding, ContactEvent, FunnelActivity, Store
+from db.models import Account, Binding, CapacityAlert, ContactEvent, FunnelActivity, Store
+from tests.support.factories import make_account, make_binding
 
 TOKEN, CORP, KEY = "QDG6eK", "wx5823bf96d3bd56c7", "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 ECHO = "P9nAzCzyDtyTWESHep1vC5X9xho/qYX3Zpb4yKa9SKld1DsH3Iyt3tP3zNdtp+4RPcs8TgAE7OaBO+FZXvnaqQ=="
@@ -90,15 +93,10 @@ def deliver(client, inner: bytes, *, signature: str | None = None):
 def history(session, org):
     """Account kf01 served 000101 until Nov 10, then 000201."""
     stores = {s.crm_store_id: s for s in session.exec(select(Store)).all()}
-    account = Account(userid="KF01", name="客服01", customer_count=100)
-    session.add(account)
-    session.flush()
-    session.add_all([
-        Binding(store_id=stores["000101"].id, account_id=account.id, started_at=datetime(2026, 10, 1),
-                ended_at=datetime(2026, 11, 10), end_reason="replaced"),
-        Binding(store_id=stores["000201"].id, account_id=account.id, started_at=datetime(2026, 11, 10)),
-    ])
-    session.commit()
+    account = make_account(session, "KF01", name="客服01", count=100)
+    make_binding(session, stores["000101"], account, started_at=datetime(2026, 10, 1),
+                 ended_at=datetime(2026, 11, 10), end_reason="replaced")
+    make_binding(session, stores["000201"], account, started_at=datetime(2026, 11, 10))
     return {"account": account, "stores": stores}
 
 
@@ -194,3 +192,44 @@ def test_answers_within_a_second_while_a_roll_up_works_through_a_backlog(client,
     assert rolled and rolled[0]["facts"] >= 90_000
     assert max(answer_times) < 1.0, answer_times
     assert len(answer_times) >= 5  # the callbacks really met a roll-up at work
+
+
+def member_xml(change_type: str, userid: str, status: int | None = None) -> bytes:
+    return (f"<xml><ToUserName><![CDATA[{CORP}]]></ToUserName><FromUserName><![CDATA[sys]]></FromUserName>"
+            f"<CreateTime>1763900000</CreateTime><MsgType><![CDATA[event]]></MsgType>"
+            f"<Event><![CDATA[change_contact]]></Event><ChangeType><![CDATA[{change_type}]]></ChangeType>"
+            f"<UserID><![CDATA[{userid}]]></UserID>"
+            + (f"<Status>{status}</Status>" if status is not None else "") + "</xml>").encode()
+
+
+def member_state(session, userid: str) -> tuple:
+    session.expire_all()
+    account = session.exec(select(Account).where(Account.userid == userid)).one()
+    current = session.exec(select(Binding).where(Binding.account_id == account.id,
+                                                 Binding.ended_at.is_(None))).all()
+    alerts = session.exec(select(CapacityAlert.level).where(CapacityAlert.account_id == account.id)).all()
+    reason = Problem.decode(account.status_reason).key if account.status_reason else None
+    return account.status, account.member_status, reason, len(current), alerts
+
+
+def test_a_member_who_left_retires_the_account_at_once_and_a_retry_changes_nothing(client, session, history):
+    assert member_state(session, "KF01") == ("active", None, None, 1, [])
+    answer = deliver(client, member_xml("delete_user", "kf01"))
+    assert answer.status_code == 200 and answer.text == ""
+    assert member_state(session, "KF01") == ("disabled", 5, "accounts.reason.member_left", 0, ["member_left"])
+    ended = session.exec(select(Binding).where(Binding.account_id == history["account"].id,
+                                               Binding.end_reason == "account_disabled")).one()
+    assert ended.store_id == history["stores"]["000201"].id
+    assert deliver(client, member_xml("delete_user", "kf01")).status_code == 200  # WeCom's retry
+    assert member_state(session, "KF01") == ("disabled", 5, "accounts.reason.member_left", 0, ["member_left"])
+
+
+def test_a_disabled_member_retires_the_account_and_other_updates_are_ignored(client, session, history):
+    assert deliver(client, member_xml("update_user", "kf01", status=1)).status_code == 200
+    assert deliver(client, member_xml("update_user", "kf01")).status_code == 200
+    assert deliver(client, member_xml("create_user", "kf01")).status_code == 200
+    assert member_state(session, "KF01") == ("active", None, None, 1, [])
+    assert deliver(client, member_xml("update_user", "someone_else", status=5)).status_code == 200
+    assert deliver(client, member_xml("update_user", "kf01", status=2)).status_code == 200
+    assert member_state(session, "KF01") == ("disabled", 2, "accounts.reason.member_disabled", 0, ["member_left"])
+    assert deliver(client, member_xml("delete_user", "")).status_code == 400

@@ -5,7 +5,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, func
+from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -13,8 +13,9 @@ from base.errors import ConcurrentEdit, DomainError, InvalidInput, NotFound, Per
 from base.timeutil import format_display, utcnow
 from core import audit, settings_store
 from core.auth.permissions import Actor
+from core.bindings import service as bindings
 from core.bindings.imports.history import _find_import
-from core.bindings.imports.judge import _ACCOUNT, _BINDING, Preview, PreviewRow, _load, _Snapshot, upload_branch
+from core.bindings.imports.judge import _ACCOUNT, Preview, PreviewRow, _load, _Snapshot, upload_branch
 from core.bindings.imports.read import _gc_paused
 from db.fastsql import insert_many
 from db.models import AccountStatus, BindingEndReason, BindingImport, BindingImportRow, ImportRowOutcome
@@ -76,8 +77,8 @@ def _commit(session: Session, actor: Actor, preview: Preview, branch_id: int | N
         raise ConcurrentEdit("binding_import.changed_since_preview")
     try:
         _write(session, actor, preview.rows, snap, batch.id, now)
-    except IntegrityError:
-        # A binding started elsewhere after the state was read (the partial unique indexes).
+    except (IntegrityError, ConcurrentEdit):
+        # A binding started (the partial unique indexes) or changed elsewhere after the state was read.
         raise ConcurrentEdit("binding_import.changed_since_preview") from None
     audit.record(session=session, actor=actor, action="bindings.import", entity_type="import", entity_id=batch.id,
                  branch_id=batch.branch_id,
@@ -90,9 +91,6 @@ def _commit(session: Session, actor: Actor, preview: Preview, branch_id: int | N
                         batch.accounts_created)
 
 
-# JSON text of one string (or null), as audit entries store it: rendered here
-# row by row with the keys in sorted order, 50,000 entries in a fraction of a second.
-_json = json.JSONEncoder(ensure_ascii=False).encode
 _COUNT_FIELDS = {ImportRowOutcome.new.value: 1, ImportRowOutcome.changed.value: 2,
                  ImportRowOutcome.unchanged.value: 3}
 
@@ -104,12 +102,10 @@ def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapsh
     stores = snap.stores
     account_ids = {key: a.id for key, a in snap.accounts.items()}
     userids = {key: a.userid for key, a in snap.accounts.items()}
-    entries: list[tuple] = []  # (action, entity type, entity id, branch id, before JSON, after JSON)
 
     to_create = {r.values["wecom_userid"].lower(): r for r in rows if r.creates_account}
     if to_create:
         limit = settings_store.effective(session=session, key="capacity.default_limit")
-        limit_json = _json(limit)
         before = session.execute(select(func.max(_ACCOUNT.c.id))).scalar() or 0
         insert_many(connection, _ACCOUNT, [
             {"userid": r.values["wecom_userid"], "name": r.values["wecom_name"], "capacity_limit": limit,
@@ -121,52 +117,26 @@ def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapsh
             if userid.lower() in to_create:
                 account_ids[userid.lower()] = account_id
                 userids[userid.lower()] = userid
-        for r in to_create.values():
-            v = r.values
-            entries.append(("account.create", "account", v["wecom_userid"], stores[v["crm_store_id"]].branch_id,
-                            None,
-                            f'{{"capacity_limit": {limit_json}, "import": {import_id}, "name": {_json(v["wecom_name"])}, '
-                            f'"status": "active", "userid": {_json(v["wecom_userid"])}}}'))
+        audit.record_many(session=session, actor=actor, at=now, entries=[
+            audit.Entry("account.create", "account", r.values["wecom_userid"],
+                        stores[r.values["crm_store_id"]].branch_id, None,
+                        {"userid": r.values["wecom_userid"], "name": r.values["wecom_name"], "capacity_limit": limit,
+                         "status": AccountStatus.active.value, "import": import_id})
+            for r in to_create.values()])
 
-    replaced = [r for r in rows if r.status == ImportRowOutcome.changed]
-    if replaced:
-        old = [stores[r.values["crm_store_id"]] for r in replaced]
-        # Compare-and-set: each binding must still be at the version the judgement read.
-        ended = connection.execute(
-            _BINDING.update()
-            .where(_BINDING.c.id == bindparam("b_id"), _BINDING.c.version == bindparam("b_version"),
-                   _BINDING.c.ended_at.is_(None))
-            .values(ended_at=now, end_reason=BindingEndReason.replaced.value, ended_by_id=actor.user_id,
-                    shown=False, version=bindparam("b_next"), updated_at=now),
-            [{"b_id": s.binding_id, "b_version": s.binding_version, "b_next": s.binding_version + 1} for s in old])
-        if ended.rowcount != len(old):
-            raise ConcurrentEdit("binding_import.changed_since_preview")
-        for row, store in zip(replaced, old):
-            crm, previous = _json(store.crm_store_id), _json(row.previous_userid)
-            entries.append(("binding.end", "binding", store.binding_id, store.branch_id,
-                            f'{{"account": {previous}, "current": true, '
-                            f'"shown": {"true" if store.binding_shown else "false"}, "store": {crm}}}',
-                            f'{{"account": {previous}, "current": false, "end_reason": "replaced", '
-                            f'"import": {import_id}, "shown": false, "store": {crm}}}'))
-
-    starting = [r for r in rows if r.status in (ImportRowOutcome.new, ImportRowOutcome.changed)]
-    if starting:
-        # New bindings start hidden and wait for HQ's review (绑定后默认不显示).
-        before = session.execute(select(func.max(_BINDING.c.id))).scalar() or 0
-        insert_many(connection, _BINDING, [
-            {"store_id": stores[r.values["crm_store_id"]].id, "account_id": account_ids[r.values["wecom_userid"].lower()],
-             "shown": False, "started_at": now, "created_by_id": actor.user_id, "reviewed_at": None,
-             "reviewed_by_id": None, "ended_at": None, "end_reason": None, "ended_by_id": None, "version": 1,
-             "updated_at": now}
-            for r in starting])
-        started = dict(session.execute(select(_BINDING.c.store_id, _BINDING.c.id)
-                                       .where(_BINDING.c.id > before, _BINDING.c.ended_at.is_(None))).all())
-        for row in starting:
-            store = stores[row.values["crm_store_id"]]
-            entries.append(("binding.start", "binding", started[store.id], store.branch_id, None,
-                            f'{{"account": {_json(userids[row.values["wecom_userid"].lower()])}, "current": true, '
-                            f'"import": {import_id}, "reviewed": false, "shown": false, '
-                            f'"store": {_json(store.crm_store_id)}}}'))
+    # A changed row (换号) ends the current binding at the version the judgement read; it and a new row start one.
+    ends, starts = [], []
+    for r in rows:
+        if r.status == ImportRowOutcome.unchanged:
+            continue
+        store, key = stores[r.values["crm_store_id"]], r.values["wecom_userid"].lower()
+        if r.status == ImportRowOutcome.changed:
+            ends.append(bindings.End(store.binding_id, store.binding_version, store.branch_id, store.crm_store_id,
+                                     store.bound_userid, store.binding_shown))
+        starts.append(bindings.Start(store.id, account_ids[key], store.branch_id, store.crm_store_id, userids[key]))
+    bindings.end_many(session=session, actor=actor, ends=ends, reason=BindingEndReason.replaced, at=now,
+                      import_id=import_id)
+    bindings.start_many(session=session, actor=actor, starts=starts, at=now, import_id=import_id)
 
     per_branch: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
     for r in rows:
@@ -187,7 +157,6 @@ def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapsh
         "warnings_json": json.dumps([{"key": w.key, "params": w.params} for w in r.warnings], ensure_ascii=False)
         if r.warnings else None,
     } for r in rows])
-    audit.record_many(session=session, actor=actor, at=now, entries=entries)
 
 
 def actor_for_username(*, session: Session, username: str) -> Actor:

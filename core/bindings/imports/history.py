@@ -40,7 +40,8 @@ def _summary(session: Session, batch: BindingImport) -> ImportSummary:
 
 
 
-def list_imports(*, session: Session, actor: Actor, offset: int = 0, limit: int = 50) -> tuple[list[ImportSummary], int]:
+def list_imports(*, session: Session, actor: Actor, offset: int = 0,
+                 limit: int = 50) -> tuple[list[ImportSummary], int]:
     """Committed batches, newest first. A scoped actor sees the batches that
     touched the own branch, with the own branch's figures."""
     require(actor, Capability.upload_bindings)
@@ -60,6 +61,7 @@ def list_imports(*, session: Session, actor: Actor, offset: int = 0, limit: int 
 
 def _summary_of(batch: BindingImport, figures: BindingImport | BindingImportBranch,
                 branch: Branch | None) -> ImportSummary:
+    assert batch.id is not None  # a loaded row has its key
     return ImportSummary(batch.id, batch.committed_at, batch.uploaded_by_name, branch.code if branch else None,
                          branch.name if branch else None, batch.filename, figures.total_rows, figures.new_count,
                          figures.changed_count, figures.unchanged_count, figures.warning_count,
@@ -94,7 +96,7 @@ def import_rows(*, session: Session, actor: Actor, import_id: int, outcome: str 
     if outcome:
         conditions.append(BindingImportRow.outcome == outcome)
     total = session.exec(select(func.count()).select_from(BindingImportRow).where(*conditions)).one()
-    rows = session.exec(select(BindingImportRow).where(*conditions).order_by(BindingImportRow.row_number)
+    rows = session.exec(select(BindingImportRow).where(*conditions).order_by(col(BindingImportRow.row_number))
                         .offset(offset).limit(limit)).all()
     return [ImportedRow(r.row_number, r.crm_store_id, r.store_name, r.wecom_userid, r.wecom_name, r.outcome,
                         r.previous_userid,

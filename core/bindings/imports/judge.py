@@ -1,12 +1,10 @@
 """Judging every row of a binding sheet against the database: the preview, and
 the state it rests on (read again and compared by the commit)."""
 
-import json
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from sqlalchemy import Row, String, any_, bindparam, func, literal_column
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import Row, func
 from sqlmodel import Session, select
 
 from core.auth.permissions import Actor, Capability, require
@@ -14,6 +12,7 @@ from core.bindings.imports.history import ImportSummary, _find_import, _summary
 from core.bindings.imports.read import LABELS, REQUIRED_VALUES, ParsedSheet, RowIssue, _gc_paused
 from core.directory.accounts import is_valid_userid
 from core.sheets import SheetRow
+from db.fastsql import one_of
 from db.models import Account, AccountStatus, Binding, Branch, ImportRowOutcome, Store, StoreStatus
 
 ERROR = "error"  # a row status beside the ImportRowOutcome values
@@ -107,15 +106,6 @@ _BOUND_ACCOUNT = _ACCOUNT.alias("bound_account")
 _BOUND_STORE = _STORE.alias("bound_store")
 
 
-def _one_of(session: Session, column, values: list[str]):
-    """`column IN values` with all the values in one bound parameter (an array
-    on PostgreSQL, a JSON list on SQLite): rendering and binding a 50,000-value
-    IN list costs more than running the query."""
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(String)))
-    return column.in_(select(literal_column("value")).select_from(func.json_each(bindparam(None, json.dumps(values)))))
-
-
 def _store_rows(session: Session, crm_ids: list[str], lock: bool) -> list[Row]:
     """The file's stores, each with its current binding and that binding's account."""
     query = (select(_STORE.c.id, _STORE.c.crm_store_id, _STORE.c.name, _STORE.c.branch_id, _STORE.c.status,
@@ -125,7 +115,7 @@ def _store_rows(session: Session, crm_ids: list[str], lock: bool) -> list[Row]:
              .select_from(_STORE.outerjoin(_BINDING, (_BINDING.c.store_id == _STORE.c.id)
                                            & _BINDING.c.ended_at.is_(None))
                           .outerjoin(_BOUND_ACCOUNT, _BOUND_ACCOUNT.c.id == _BINDING.c.account_id))
-             .where(_one_of(session, _STORE.c.crm_store_id, crm_ids))
+             .where(one_of(session.connection(), _STORE.c.crm_store_id, crm_ids))
              .order_by(_STORE.c.id))
     if lock:
         # PostgreSQL: hold the affected stores until the commit ends (SQLite already
@@ -144,7 +134,7 @@ def _account_rows(session: Session, userids: list[str]) -> list[Row]:
              .select_from(_ACCOUNT.outerjoin(_BINDING, (_BINDING.c.account_id == _ACCOUNT.c.id)
                                              & _BINDING.c.ended_at.is_(None))
                           .outerjoin(_BOUND_STORE, _BOUND_STORE.c.id == _BINDING.c.store_id))
-             .where(_one_of(session, func.lower(_ACCOUNT.c.userid), userids))
+             .where(one_of(session.connection(), func.lower(_ACCOUNT.c.userid), userids))
              .order_by(_ACCOUNT.c.id))
     return session.execute(query).all()
 
@@ -242,7 +232,7 @@ def _load(session: Session, actor: Actor, branch_id: int | None, values: list[di
 
 def _judge(actor: Actor, parsed: ParsedSheet, branch_id: int | None, snap: _Snapshot) -> list[PreviewRow]:
     rows = [PreviewRow(r, r.values) for r in parsed.rows]
-    for sheet_row, row in zip(parsed.rows, rows):
+    for sheet_row, row in zip(parsed.rows, rows, strict=True):
         _file_checks(sheet_row, row)
     _duplicates(rows)
     branch_codes = {branch: code for code, branch in snap.branch_codes.items()}

@@ -1,7 +1,7 @@
 """foundation: org, accounts, bindings, users, audit, settings, scheduling
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-23 18:29:59.649330
 """
 

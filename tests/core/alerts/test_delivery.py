@@ -23,6 +23,7 @@ from db.models import AlertChannel, AlertDelivery, Role
 from db.models.capacity import RobotSend
 from demo.simulator import Fault
 from tests.support.capacity import start_simulator
+from tests.support.problems import shown
 
 
 @pytest.fixture
@@ -75,7 +76,7 @@ def test_a_failed_send_waits_for_its_backoff(engine, session, robots):
     deliver_due(engine=engine, now=now + timedelta(seconds=5))  # before the first backoff (≥ 12 s)
     assert statuses(session) == [("pending", 1)]
     channel = session.exec(select(AlertChannel)).one()
-    assert channel.last_error == "HTTP 502" and channel.last_success_at is None
+    assert shown(channel.last_error) == "HTTP 502" and channel.last_success_at is None
 
 
 def test_dingtalk_and_feishu_signatures_are_accepted_by_the_robots(engine, session, robots):
@@ -95,7 +96,7 @@ def test_wrong_signing_secret_is_refused_and_kept_for_retry(engine, session, rob
     session.commit()
     figures = deliver_due(engine=engine)
     assert figures.sent == 0 and robots.messages() == []
-    errors = sorted(c.last_error for c in session.exec(select(AlertChannel)).all())
+    errors = sorted(shown(c.last_error) for c in session.exec(select(AlertChannel)).all())
     assert errors == ["errcode 19021: sign match fail or timestamp is not within one hour",
                       "errcode 310000: sign not match"]
     assert statuses(session) == [("pending", 1), ("pending", 1)]
@@ -189,7 +190,7 @@ def test_after_24_hours_of_failures_the_delivery_stays_failed_and_can_be_retried
         step += timedelta(minutes=31)
     session.expire_all()
     delivery = session.exec(select(AlertDelivery)).one()
-    assert delivery.status == "failed" and delivery.last_error.startswith("errcode 93000")
+    assert delivery.status == "failed" and shown(delivery.last_error).startswith("errcode 93000")
     operator = make_user(Role.hq_operator)
     rows, total = alert_log.list_deliveries(session=session, actor=operator.actor, status="failed")
     assert total == 1 and rows[0].delivery.id == delivery.id
@@ -209,7 +210,7 @@ def test_send_test_message_reports_the_robot_reason(session, robots, make_user):
         channel_service.send_test(session=session, actor=operator.actor, channel_id=bad.id)
     assert "93000" in error.value.params["reason"]
     session.expire_all()
-    assert session.get(AlertChannel, bad.id).last_error.startswith("errcode 93000")
+    assert shown(session.get(AlertChannel, bad.id).last_error).startswith("errcode 93000")
     assert session.get(AlertChannel, good.id).last_success_at is not None
 
 
@@ -265,7 +266,7 @@ def test_a_malformed_channel_address_does_not_stop_the_other_channels(engine, se
     assert figures.sent == 1 and [m.text for m in robots.messages()] == ["账号 客户容量已达到70%"]
     session.expire_all()
     broken = session.get(AlertChannel, broken.id)
-    assert broken.last_error.startswith("机器人地址无效") and "Invalid port" in broken.last_error
+    assert shown(broken.last_error).startswith("机器人地址无效") and "Invalid port" in shown(broken.last_error)
     assert session.get(AlertChannel, good.id).last_success_at is not None
     by_channel = {d.channel_id: d for d in session.exec(select(AlertDelivery))}
     assert by_channel[broken.id].status == "pending" and by_channel[broken.id].last_error == broken.last_error
@@ -336,11 +337,11 @@ def test_messages_for_a_disabled_channel_wait_with_a_reason_then_fail_with_it(en
     now = utcnow()
     assert deliver_due(engine=engine, now=now).held_by_disabled_channel == 1
     delivery = session.exec(select(AlertDelivery)).one()
-    assert delivery.status == "pending" and delivery.last_error.startswith("渠道已停用")
+    assert delivery.status == "pending" and shown(delivery.last_error).startswith("渠道已停用")
     deliver_due(engine=engine, now=now + timedelta(hours=25))
     session.expire_all()
     delivery = session.exec(select(AlertDelivery)).one()
-    assert delivery.status == "failed" and delivery.last_error.startswith("渠道已停用")
+    assert delivery.status == "failed" and shown(delivery.last_error).startswith("渠道已停用")
     assert robots.messages() == []
 
 

@@ -1,5 +1,6 @@
-"""The entry rule and its reasons; bulk show/hide all or nothing with per-row
-versions (two sessions); replace (换号), unbind, history; scope and audit."""
+"""HQ review of bindings: bulk show/hide all or nothing with per-row versions
+(two sessions); replace (换号), unbind, history; scope and audit. The entry
+rule itself is tested in test_entries.py."""
 
 import json
 import sqlite3
@@ -11,12 +12,10 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from base.errors import ConcurrentEdit, InvalidInput, PermissionDenied
-from core import overview
 from core.auth.permissions import system_actor
 from core.bindings import entries, review
-from db.engine import get_engine
-from db.models import Account, AuditEntry, Binding, Branch, Role, Store
-from tests.support.review_data import account, bind, store
+from db.models import Account, AuditEntry, Binding, Role
+from tests.support.factories import bind, find_store, make_account
 
 API = system_actor("test")
 
@@ -28,42 +27,6 @@ def entry(session, crm_store_id):
 
 def versions(*bindings: Binding) -> dict[int, int]:
     return {b.id: b.version for b in bindings}
-
-
-def test_each_reason_and_the_one_visible_case(session, org):
-    bind(session, "000101", "visible1", shown=True, count=10)
-    bind(session, "000102", "hidden1", shown=False)
-    bind(session, "000103", "closed1", shown=True)              # store 000103 is closed
-    bind(session, "000201", "disabled1", shown=True, status="disabled")
-    bind(session, "000202", "full1", shown=True, count=5000, limit=5000)
-    assert entry(session, "000101").as_json() == {
-        "crm_store_id": "000101", "visible": True, "wecom_userid": "visible1", "wecom_name": "visible1客服"}
-    reasons = {crm: entry(session, crm).reason for crm in ("000102", "000103", "000201", "000202", "101")}
-    assert reasons == {"000102": "hidden", "000103": "store_closed", "000201": "account_disabled",
-                       "000202": "account_full", "101": "no_binding"}
-    hidden = entry(session, "000102").as_json()
-    assert hidden == {"crm_store_id": "000102", "visible": False, "wecom_userid": None, "wecom_name": None,
-                      "reason": "hidden"}
-    # "000101" and "101" are different stores; an unknown one is None.
-    assert entry(session, "101").reason == "no_binding"
-    assert entry(session, "0101") is None
-
-
-def test_full_is_derived_from_count_and_limit(session, org):
-    binding = bind(session, "000101", "almost", shown=True, count=4999, limit=5000)
-    assert entry(session, "000101").visible
-    account_row = session.get(Account, binding.account_id)
-    account_row.customer_count = 5000
-    session.commit()
-    assert entry(session, "000101").reason == "account_full"
-
-
-def test_ended_binding_means_no_binding(session, org, make_user):
-    operator = make_user(Role.hq_operator)
-    binding = bind(session, "000101", "acc1", shown=True)
-    review.unbind(session=session, actor=operator.actor, binding_id=binding.id, expected_version=binding.version)
-    session.commit()
-    assert entry(session, "000101").reason == "no_binding"
 
 
 def test_bulk_show_marks_reviewed_and_is_audited(session, org, make_user):
@@ -190,18 +153,12 @@ def test_rows_already_in_the_wanted_state_stay_checked_until_commit(engine, db_u
         assert check.get(Binding, pending.id).shown is False and check.get(Binding, already.id).shown is False
 
 
-def test_rows_already_in_the_wanted_state_are_locked_on_postgresql(pg_url):
+def test_rows_already_in_the_wanted_state_are_locked_on_postgresql(pg_org):
     """The same on PostgreSQL (READ COMMITTED): A's read locks the rows, so B's
     uncommitted hide makes A wait and then refuse."""
-    engine = get_engine(pg_url)
+    engine = pg_org.engine
     operator = system_actor("pg-test")
     with Session(engine, expire_on_commit=False) as setup:
-        branch = Branch(code="PG01", name="测试分公司")
-        setup.add(branch)
-        setup.flush()
-        setup.add_all([Store(crm_store_id="000101", name="甲店", branch_id=branch.id),
-                       Store(crm_store_id="000102", name="乙店", branch_id=branch.id)])
-        setup.commit()
         already, pending = bind(setup, "000101", "acc1", shown=True), bind(setup, "000102", "acc2")
     with Session(engine) as other:
         other.exec(update(Binding).where(col(Binding.id) == already.id)
@@ -290,7 +247,7 @@ def test_branch_manager_reads_own_branch_with_review_state(session, org, make_us
 def test_replace_with_standby_account(session, org, make_user):
     operator = make_user(Role.hq_operator)
     old = bind(session, "000101", "old1", shown=True, reviewed=True, count=5000)
-    standby = account(session, "spare1", status="standby")
+    standby = make_account(session, "spare1", status="standby")
     new = review.replace_account(session=session, actor=operator.actor, binding_id=old.id,
                                  expected_version=old.version, userid="SPARE1")
     session.commit()
@@ -322,8 +279,8 @@ def test_replace_refusals_change_nothing(session, org, make_user):
     operator = make_user(Role.hq_operator)
     old = bind(session, "000101", "old1", shown=True)
     bind(session, "000102", "busy1")
-    account(session, "off1", status="disabled")
-    account(session, "full1", count=5000)
+    make_account(session, "off1", status="disabled")
+    make_account(session, "full1", count=5000)
     cases = [("busy1", False, "bindings.account_in_use"), ("off1", False, "bindings.account_disabled"),
              ("old1", False, "bindings.same_account"), ("bad userid!", False, "accounts.bad_userid"),
              ("full1", True, "bindings.cannot_show_account_full")]
@@ -351,76 +308,27 @@ def test_unbind_and_history(session, org, make_user):
     session.commit()
     review.unbind(session=session, actor=operator.actor, binding_id=second.id, expected_version=second.version)
     session.commit()
-    history = review.store_history(session=session, actor=manager.actor, store_id=store(session, "000101").id)
+    history = review.store_history(session=session, actor=manager.actor, store_id=find_store(session, "000101").id)
     assert [(h.wecom_userid, h.end_reason, h.ended_by) for h in history] == [
         ("second1", "unbound", operator.user.username), ("first1", "replaced", operator.user.username)]
     south_manager = make_user(Role.branch_manager, org["south"])
     with pytest.raises(PermissionDenied):
-        review.store_history(session=session, actor=south_manager.actor, store_id=store(session, "000101").id)
+        review.store_history(session=session, actor=south_manager.actor, store_id=find_store(session, "000101").id)
 
 
 def test_replacement_candidates(session, org, make_user):
     operator = make_user(Role.hq_operator)
     bind(session, "000101", "bound1")
-    account(session, "spare1", status="standby")
-    account(session, "free1")
-    account(session, "off1", status="disabled")
-    account(session, "full1", count=5000)
+    make_account(session, "spare1", status="standby")
+    make_account(session, "free1")
+    make_account(session, "off1", status="disabled")
+    make_account(session, "full1", count=5000)
     candidates, total = review.replacement_candidates(session=session, actor=operator.actor)
     assert [a.userid for a in candidates] == ["spare1", "free1"] and total == 2
     found, total = review.replacement_candidates(session=session, actor=operator.actor, search="FREE")
     assert [a.userid for a in found] == ["free1"] and total == 1
     first, total = review.replacement_candidates(session=session, actor=operator.actor, limit=1)
     assert [a.userid for a in first] == ["spare1"] and total == 2
-
-
-def test_overview_needs_action_follows_the_entry_rule(session, org, make_user):
-    operator = make_user(Role.hq_operator)
-    bind(session, "000101", "off1", shown=True, status="disabled")
-    bind(session, "000102", "full1", count=5000)
-    bind(session, "000103", "closed1", status="disabled")          # closed store: not an account problem
-    bind(session, "000201", "fine1", shown=True)
-    bind(session, "000202", "spare1", shown=True, status="standby")
-    found = overview.needs_action(session=session, actor=operator.actor)
-    assert [(n.crm_store_id, n.reason) for n in found.items] == [
-        ("000101", "account_disabled"), ("000102", "account_full"), ("000202", "account_standby")]
-    assert (found.total, found.cut) == (3, False)
-    for item in found.items:
-        # The console names a standby account apart; the API's reason set is fixed.
-        expected = "account_disabled" if item.reason == "account_standby" else item.reason
-        assert entry(session, item.crm_store_id).reason == expected
-    first = overview.needs_action(session=session, actor=operator.actor, limit=2)
-    assert [n.crm_store_id for n in first.items] == ["000101", "000102"] and (first.total, first.cut) == (3, True)
-
-
-def test_entries_match_on_postgresql(pg_url, make_user):
-    """The rule is SQL: run it on PostgreSQL too, including the bulk compare-and-set."""
-    engine = get_engine(pg_url)
-    with Session(engine, expire_on_commit=False) as session:
-        branch = Branch(code="PG01", name="测试分公司")
-        session.add(branch)
-        session.flush()
-        session.add_all([Store(crm_store_id="000123", name="甲店", branch_id=branch.id),
-                         Store(crm_store_id="123", name="乙店", branch_id=branch.id),
-                         Store(crm_store_id="777", name="丙店", branch_id=branch.id, status="closed")])
-        session.commit()
-        a = bind(session, "000123", "pg_a")
-        b = bind(session, "123", "pg_b", count=5000)
-        bind(session, "777", "pg_c")
-        operator = system_actor("pg-test")
-        with pytest.raises(review.BulkRefused):
-            review.set_shown(session=session, actor=operator, versions=versions(a, b), shown=True)
-        session.rollback()
-        review.set_shown(session=session, actor=operator, versions=versions(a), shown=True)
-        session.commit()
-        got = {e.crm_store_id: e.reason for e in entries.all_entries(session=session, actor=API)}
-        assert got == {"000123": None, "123": "account_full", "777": "store_closed"}
-        with engine.connect() as connection:      # the client API's lookup, straight to the driver
-            assert {crm: entries.entry_for_store(session=connection, actor=API, crm_store_id=crm).reason
-                    for crm in got} == got
-            assert entries.entry_for_store(session=connection, actor=API, crm_store_id="0123") is None
-        with pytest.raises(review.BulkRefused):
-            review.set_shown(session=session, actor=operator, versions={a.id: 1}, shown=False)
 
 
 def test_two_operators_taking_the_same_account_get_a_conflict_not_a_crash(session, org, make_user, monkeypatch):
@@ -441,20 +349,14 @@ def test_two_operators_taking_the_same_account_get_a_conflict_not_a_crash(sessio
     assert session.get(Binding, taken.id).ended_at is None
 
 
-def test_two_operators_taking_the_same_account_on_postgresql(pg_url):
+def test_two_operators_taking_the_same_account_on_postgresql(pg_org):
     """Stores of two branches (one branch's counters would make the second wait
     for the first): both checks pass, the unique index decides."""
-    engine = get_engine(pg_url)
+    engine = pg_org.engine
     first_operator, second_operator = system_actor("pg-a"), system_actor("pg-b")
     with Session(engine, expire_on_commit=False) as setup:
-        north, south = Branch(code="PG01", name="甲分公司"), Branch(code="PG02", name="乙分公司")
-        setup.add_all([north, south])
-        setup.flush()
-        setup.add_all([Store(crm_store_id="000101", name="甲店", branch_id=north.id),
-                       Store(crm_store_id="000102", name="乙店", branch_id=south.id)])
-        setup.commit()
-        one, two = bind(setup, "000101", "old1"), bind(setup, "000102", "old2")
-        account(setup, "free1")
+        one, two = bind(setup, "000101", "old1"), bind(setup, "000201", "old2")
+        make_account(setup, "free1")
     with Session(engine) as first:
         review.replace_account(session=first, actor=first_operator, binding_id=one.id, expected_version=1,
                                userid="free1")
@@ -498,27 +400,12 @@ def test_a_locked_database_is_a_conflict_message(engine, db_url, session, org, m
         other.close()
 
 
-def test_bound_standby_account_reads_as_standby_in_the_console(session, org, make_user):
-    operator = make_user(Role.hq_operator)
-    binding = bind(session, "000101", "spare1", status="standby")
-    assert entry(session, "000101").reason == "account_disabled"     # the API's fixed reason set
-    rows, _ = review.search_bindings(session=session, actor=operator.actor, filters=review.BindingFilter())
-    assert rows[0].entry_reason == "account_standby" and not rows[0].visible
-    standby_rows, _ = review.search_bindings(session=session, actor=operator.actor,
-                                             filters=review.BindingFilter(entry="account_standby"))
-    assert [r.crm_store_id for r in standby_rows] == ["000101"]
-    with pytest.raises(review.BulkRefused) as refused:
-        review.set_shown(session=session, actor=operator.actor, versions=versions(binding), shown=True)
-    session.rollback()
-    assert [(p.crm_store_id, p.reason) for p in refused.value.problems] == [("000101", "account_standby")]
-
-
 def test_agency_operator_replaces_only_with_accounts_of_own_branch(session, org, make_user):
     agency = make_user(Role.hq_operator, org["south"])
     hq = make_user(Role.hq_operator)
     south = bind(session, "000201", "south1")
     north = bind(session, "000101", "north1")
-    account(session, "never1", status="standby")                       # never served a store
+    make_account(session, "never1", status="standby")                       # never served a store
     # north1 stops serving 000101: it stays listed, last used in the north branch.
     review.unbind(session=session, actor=hq.actor, binding_id=north.id, expected_version=1)
     south_old = bind(session, "000202", "southold1")

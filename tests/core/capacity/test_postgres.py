@@ -9,17 +9,13 @@ from sqlmodel import Session, select
 from core.capacity.evaluate import evaluate
 from core.capacity.sync import sync_counts
 from db.engine import get_engine
-from db.models import AlertChannel, AlertDelivery, Branch, CapacityAlert, CountSnapshot, SchedulerLease, Store
+from db.models import AlertChannel, AlertDelivery, CapacityAlert, CountSnapshot, SchedulerLease
 from tests.support.capacity import bind_accounts, client_for, start_simulator
 
 
-def test_sync_and_evaluate_on_postgres(pg_url):
-    engine = get_engine(pg_url)
+def test_sync_and_evaluate_on_postgres(pg_org):
+    engine = pg_org.engine
     with Session(engine, expire_on_commit=False) as session:
-        branch = Branch(code="BJ01", name="北京分公司")
-        session.add(branch)
-        session.flush()
-        session.add(Store(crm_store_id="000101", name="北京朝阳大悦城店", branch_id=branch.id))
         session.add(AlertChannel(name="总部群", kind="wecom", url="http://127.0.0.1:9/cgi-bin/webhook/send?key=hq"))
         session.commit()
         accounts = bind_accounts(session, [("000101", "store000101", 100, 5000)])

@@ -11,6 +11,8 @@ from db.models import Account, CountSnapshot
 from demo.simulator import Fault, WeComSimulator
 from i18n import t
 from tests.support.capacity import bind_accounts, client_for, start_simulator
+from tests.support.factories import make_account
+from tests.support.problems import shown
 
 USERS = [("000101", "store000101", 10, 5000), ("000102", "store000102", 20, 5000), ("101", "store101", 30, 5000),
          ("000201", "store000201", 40, 5000), ("000202", "store000202", 50, 5000)]
@@ -32,7 +34,7 @@ def sim():
 
 def counts(session: Session) -> dict[str, tuple[int, str | None]]:
     session.expire_all()
-    return {a.userid: (a.customer_count, a.sync_error) for a in session.exec(select(Account)).all()}
+    return {a.userid: (a.customer_count, shown(a.sync_error)) for a in session.exec(select(Account)).all()}
 
 
 def test_sync_stores_counts_and_snapshots(engine, session, accounts, sim):
@@ -182,8 +184,8 @@ def test_a_wecom_outage_mid_sync_stops_the_sync_instead_of_retrying_every_accoun
     from core.capacity.sync import MAX_CONSECUTIVE_FAILURES
 
     accounts = 3 * MAX_CONSECUTIVE_FAILURES
-    session.add_all([Account(userid=f"user{n:03d}", name="") for n in range(accounts)])
-    session.commit()
+    for n in range(accounts):
+        make_account(session, f"user{n:03d}", name="")
     sim = OutageSimulator().start()
     sim.set_customers({f"user{n:03d}": n for n in range(accounts)})
     try:

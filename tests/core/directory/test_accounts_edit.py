@@ -12,14 +12,14 @@ from core.auth.permissions import system_actor
 from core.bindings import entries
 from core.directory import accounts
 from db.models import Account, AuditEntry, Role
-from tests.support.review_data import account, bind
+from tests.support.factories import bind, make_account
 
 
 def test_list_shows_usage_and_store_fullest_first(session, org, make_user):
     viewer = make_user(Role.viewer)
     bind(session, "000101", "half1", count=2500)
     bind(session, "000201", "full1", count=5000)
-    account(session, "spare1", status="standby")
+    make_account(session, "spare1", status="standby")
     rows, total = accounts.search_accounts(session=session, actor=viewer.actor, filters=accounts.AccountFilter())
     assert total == 3
     assert [(r.userid, r.crm_store_id, round(r.usage, 2), r.full) for r in rows] == [
@@ -39,7 +39,7 @@ def test_branch_manager_sees_accounts_of_own_branch_only(session, org, make_user
     manager = make_user(Role.branch_manager, org["north"])
     bind(session, "000101", "north1")
     bind(session, "000201", "south1")
-    account(session, "spare1", status="standby")
+    make_account(session, "spare1", status="standby")
     rows, total = accounts.search_accounts(session=session, actor=manager.actor, filters=accounts.AccountFilter())
     assert total == 1 and rows[0].userid == "north1"
 
@@ -75,7 +75,7 @@ def test_disabling_stops_the_store_being_served_and_lists_it(session, org, make_
 def test_concurrent_edits_do_not_overwrite(engine, org, make_user):
     first, second = make_user(Role.hq_operator), make_user(Role.hq_admin)
     with Session(engine, expire_on_commit=False) as setup:
-        target = account(setup, "acc1")
+        target = make_account(setup, "acc1")
     with Session(engine) as one, Session(engine) as two:
         accounts.update_account(session=one, actor=first.actor, account_id=target.id, expected_version=1,
                                 capacity_limit=8000, status="active")
@@ -89,7 +89,7 @@ def test_concurrent_edits_do_not_overwrite(engine, org, make_user):
 
 
 def test_bad_input_and_permissions(session, org, make_user):
-    target = account(session, "acc1")
+    target = make_account(session, "acc1")
     admin = system_actor("test")
     for limit, status, key in [(0, "active", "accounts.bad_capacity_limit"),
                                (accounts.MAX_CAPACITY_LIMIT + 1, "active", "accounts.bad_capacity_limit"),
@@ -111,7 +111,7 @@ def test_agency_operator_edits_only_accounts_serving_its_branch(session, org, ma
     agency = make_user(Role.hq_operator, org["north"])
     own = bind(session, "000101", "north1")
     other = bind(session, "000201", "south1")
-    spare = account(session, "spare1", status="standby")
+    spare = make_account(session, "spare1", status="standby")
     for account_id in (other.account_id, spare.id):
         with pytest.raises(PermissionDenied):
             accounts.update_account(session=session, actor=agency.actor, account_id=account_id, expected_version=1,

@@ -16,7 +16,8 @@ from core.auth.permissions import system_actor
 from core.funnel import contacts, intake, queries, rollup
 from core.funnel.queries import MetricsFilter
 from db.engine import get_engine
-from db.models import Account, Binding, Branch, Store
+from db.models import Store
+from tests.support.factories import make_account, make_binding, make_branch, make_store
 
 SYSTEM = system_actor("test")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -38,19 +39,11 @@ class World:
 
     def __init__(self, session: Session, rng: random.Random) -> None:
         self.rng = rng
-        self.branches = [Branch(code=f"B{n}", name=f"分公司{n}") for n in range(3)]
-        session.add_all(self.branches)
-        session.flush()
-        self.stores = [Store(crm_store_id=f"{n:06d}", name=f"门店{n}", branch_id=self.branches[n % 3].id)
-                       for n in range(8)]
-        session.add_all(self.stores)
-        session.flush()
-        self.accounts = [Account(userid=f"kf{n}", name=f"客服{n}") for n in range(len(self.stores))]
-        session.add_all(self.accounts)
-        session.flush()
-        session.add_all([Binding(store_id=store.id, account_id=account.id, started_at=datetime(2026, 1, 1))
-                         for store, account in zip(self.stores, self.accounts)])
-        session.commit()
+        self.branches = [make_branch(session, f"B{n}", name=f"分公司{n}") for n in range(3)]
+        self.stores = [make_store(session, self.branches[n % 3], f"{n:06d}", name=f"门店{n}") for n in range(8)]
+        self.accounts = [make_account(session, f"kf{n}", name=f"客服{n}") for n in range(len(self.stores))]
+        for store, account in zip(self.stores, self.accounts, strict=True):
+            make_binding(session, store, account, started_at=datetime(2026, 1, 1))
         self.facts: set[tuple[str, str, int, int, str]] = set()  # step, user, day, store id, platform
         self.serial = 0
 

@@ -10,17 +10,14 @@ from core.bindings import service as bindings
 from core.bindings.imports import commit as sheet_commit
 from core.bindings.imports import history, judge, read, template
 from core.sheets import SheetError
-from db.models import Account, AccountStatus, AuditEntry, Binding, BindingImport, BindingImportRow, Branch, Role, Store
+from db.models import Account, AccountStatus, AuditEntry, Binding, BindingImport, BindingImportRow, Branch, Role
 from i18n import error_text
 from tests.support.binding_sheets import OLE_ENCRYPTED, PNG, csv_bytes, xlsx_bytes, zip_bomb
-
-
-def store(session: Session, crm_id: str) -> Store:
-    return session.exec(select(Store).where(Store.crm_store_id == crm_id)).one()
+from tests.support.factories import find_store, make_account
 
 
 def current(session: Session, crm_id: str) -> Binding | None:
-    return bindings.current_for_store(session=session, store_id=store(session, crm_id).id)
+    return bindings.current_for_store(session=session, store_id=find_store(session, crm_id).id)
 
 
 def run_preview(session, actor, data, filename="bindings.csv", branch_id=None):
@@ -43,10 +40,9 @@ def operator(make_user):
 
 
 def bind(session, actor, crm_id, userid):
-    account = Account(userid=userid, name=f"{userid} 客服")
-    session.add(account)
-    session.flush()
-    binding = bindings.start_binding(session=session, actor=actor, store=store(session, crm_id), account=account)
+    """Bound through the service, as an earlier import or review would have."""
+    account = make_account(session, userid, name=f"{userid} 客服")
+    binding = bindings.start_binding(session=session, actor=actor, store=find_store(session, crm_id), account=account)
     session.commit()
     return binding
 
@@ -344,8 +340,9 @@ def test_change_between_preview_and_commit_writes_nothing(engine, session, manag
                                                                     ["BJ01", "000102", "", "x2", "乙"]]))
     session.commit()
     with Session(engine) as other:  # HQ unbinds the store meanwhile
-        binding = bindings.current_for_store(session=other, store_id=store(other, "000102").id)
-        bindings.end_binding(session=other, actor=operator.actor, binding=binding, reason=bindings.BindingEndReason.unbound)
+        binding = bindings.current_for_store(session=other, store_id=find_store(other, "000102").id)
+        bindings.end_binding(session=other, actor=operator.actor, binding=binding,
+                             reason=bindings.BindingEndReason.unbound)
         other.commit()
     with pytest.raises(ConcurrentEdit) as caught:
         sheet_commit.commit(session=session, actor=manager.actor, preview=preview)
@@ -361,7 +358,7 @@ def hq_closes_or_moves_store(session, admin, crm_id: str, branch: str, status: s
     from core.directory import stores
 
     names = {"BJ01": "北京分公司", "SH01": "上海分公司"}
-    data = csv_bytes([[branch, names[branch], crm_id, store(session, crm_id).name, status]],
+    data = csv_bytes([[branch, names[branch], crm_id, find_store(session, crm_id).name, status]],
                      headers=["分公司编码", "分公司名称", "CRM门店ID", "门店名称", "状态"])
     result = stores.import_stores(session=session, actor=admin.actor, data=data, filename="crm.csv")
     assert result.ok, result.errors
@@ -373,9 +370,7 @@ def test_hq_change_between_preview_and_commit_asks_to_preview_again(engine, sess
                                                                     change):
     """None of these touches a binding: only the comparison with what the preview saw can catch them."""
     admin = make_user(Role.hq_admin)
-    existing = Account(userid="kept.account", name="留用")
-    session.add(existing)
-    session.commit()
+    make_account(session, "kept.account", name="留用")
     parsed, preview = run_preview(session, manager.actor, csv_bytes([["BJ01", "000101", "", "kept.account", "甲"],
                                                                     ["BJ01", "000102", "", "x2", "乙"]]))
     assert preview.ok and preview.warning_count == 0
@@ -411,7 +406,8 @@ def test_hq_import_from_the_command_line_shows_in_each_branchs_history(session, 
     operator = make_user(Role.hq_operator)
     south_manager = make_user(Role.branch_manager, org["south"])
     parsed, preview = run_preview(session, operator.actor, csv_bytes([
-        ["BJ01", "000101", "", "n1", "北一"], ["BJ01", "000102", "", "n2", "北二"], ["SH01", "000201", "", "s1", "南一"]]))
+        ["BJ01", "000101", "", "n1", "北一"], ["BJ01", "000102", "", "n2", "北二"],
+        ["SH01", "000201", "", "s1", "南一"]]))
     assert preview.branch_id is None and preview.ok
     result = commit(session, operator.actor, parsed, preview)
     assert session.get(BindingImport, result.import_id).branch_id is None  # several branches

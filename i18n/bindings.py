@@ -1,15 +1,9 @@
-ZH_CN = {
-    # The entry rule's reasons (core.entries.EntryReason).
-    "entry_reason.no_binding": "未绑定账号",
-    "entry_reason.hidden": "已隐藏",
-    "entry_reason.store_closed": "门店已关闭",
-    "entry_reason.account_disabled": "账号已停用",
-    "entry_reason.account_full": "账号已满",
-    # Console wording only: the API answers account_disabled for a bound standby account.
-    "entry_reason.account_standby": "账号未启用（备用）",
+"""Bindings and their review (the bindings page and its actions)."""
 
-    "conflict.database_busy": "其他操作正在写入数据，等待超时；本次未做任何更改，请稍后重试。",
-    "conflict.taken_meanwhile": "同一数据刚被其他操作修改；本次未做任何更改，请刷新后重试。",
+ZH_CN = {
+    "bindings.store_already_bound": "门店 {store} 已有当前绑定。",
+    "bindings.account_in_use": "企微账号 {account} 已绑定门店 {store}。",
+    "bindings.changed_meanwhile": "门店 {store} 的绑定已被他人修改，请刷新后重试。",
 
     "bindings.title": "绑定审核",
     "bindings.read_only": "您可以查看本分公司的绑定与审核状态；显示/隐藏、换号、解绑由总部企微运营操作。",
@@ -94,34 +88,4 @@ ZH_CN = {
     "bindings.unbind.submit": "解绑",
     "bindings.unbind.done": "门店 {store} 已解绑。",
     "bindings.export": "导出符合条件的全部绑定",
-
-    "accounts.title": "企微账号",
-    "accounts.search": "搜索企微账号（前缀）或名称",
-    "accounts.filter.status": "状态",
-    "accounts.filter.bound": "绑定",
-    "accounts.filter.usage": "容量使用",
-    "accounts.bound.yes": "已绑定门店",
-    "accounts.bound.no": "未绑定门店",
-    "accounts.full": "已满（100%）",
-    "accounts.col.userid": "企微账号",
-    "accounts.col.name": "名称",
-    "accounts.col.status": "状态",
-    "accounts.col.customer_count": "客户数",
-    "accounts.col.capacity_limit": "容量上限",
-    "accounts.col.usage": "使用率(%)",
-    "accounts.col.store": "当前门店",
-    "accounts.col.synced": "客户数同步时间",
-    "accounts.col.sync_error": "同步问题",
-    "accounts.pick_to_edit": "在表格左侧勾选一个账号，即可修改容量上限和状态。",
-    "accounts.edit_title": "修改账号 {userid} {name}",
-    "accounts.disable_note": "停用后门店 {store} 的入口将不再显示，并出现在概览的“需处理”列表中。",
-    "accounts.saved": "账号 {userid} 已保存。",
-    "accounts.selection_changed": "您勾选的账号 {account} 已不在原位置（列表按使用率排序，客户数同步后会重新排序），勾选已清除，请重新勾选。",
-    "accounts.conflict": "账号 {userid} 在您打开后已被他人修改（{changes}），您的修改未保存。表单已载入最新值，请核对后重新保存。",
-    "accounts.change": "{field}：{before} → {after}",
-    "accounts.change_none": "数值相同，但已被他人保存过",
-    "accounts.export": "导出符合条件的全部账号",
-    "accounts.bad_status": "无法识别的账号状态：{status}",
-    "accounts.bad_capacity_limit": "容量上限须为 1 到 {maximum} 之间的整数。",
-    "accounts.changed_meanwhile": "账号 {account} 已被他人修改，请刷新后重试。",
 }

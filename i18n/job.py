@@ -1,0 +1,11 @@
+"""The names of the sidecar's jobs, by job id."""
+
+ZH_CN = {
+    "job.directory.sync_members": "同步成员状态",
+    "job.capacity.sync_counts": "同步客户数",
+    "job.capacity.evaluate": "评估容量",
+    "job.alerts.deliver": "发送告警",
+    "job.capacity.purge_snapshots": "清理过期快照",
+    "job.housekeeping": "数据清理",
+    "job.funnel.rollup": "汇总导流数据",
+}

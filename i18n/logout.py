@@ -1,0 +1,5 @@
+"""Signing out."""
+
+ZH_CN = {
+    "logout.link": "退出登录",
+}

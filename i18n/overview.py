@@ -1,0 +1,26 @@
+"""The overview page."""
+
+ZH_CN = {
+    "overview.title": "概览",
+    "overview.stores": "门店总数",
+    "overview.open_stores": "营业门店",
+    "overview.current_bindings": "当前绑定",
+    "overview.binding_rate": "绑定率",
+    "overview.binding_rate_help": "有当前绑定的营业门店 ÷ 全部营业门店",
+    "overview.visible_entries": "客户端展示中的入口",
+    "overview.visible_entries_help": "客户端接口当前回答“展示”（visible: true）的门店数：门店营业、绑定有效、入口开关为显示、账号启用且未满。入口开关为显示但账号停用、备用或已满的门店不计入，见下方“需处理”。",
+    "overview.pending_review": "待审核绑定",
+    "overview.near_capacity": "接近容量上限的账号",
+    "overview.near_capacity_help": "客户数 ≥ 上限 × {pct}% 的在用账号",
+    "overview.full_accounts": "已满账号",
+    "overview.heartbeat": "调度进程心跳",
+    "overview.heartbeat_age": "{seconds} 秒前",
+    "overview.heartbeat_missing": "调度进程未运行",
+    "overview.heartbeat_stale": "调度进程心跳已 {seconds} 秒未更新，请检查 scheduler.py 是否在运行。",
+    "overview.branches": "各分公司绑定情况",
+    "overview.needs_action": "需处理：入口无法展示的门店",
+    "overview.needs_action_none": "没有需要处理的门店。",
+    "overview.needs_action_reason": "原因",
+    "overview.needs_action_total": "共 {total} 家。",
+    "overview.needs_action_cut": "共 {total} 家，这里只列出按 CRM门店ID 排序的前 {listed} 家；完整名单请到“绑定审核”页按“客户端展示”筛选。",
+}

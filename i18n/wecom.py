@@ -1,0 +1,18 @@
+"""WeCom API errors in words an operator can act on."""
+
+ZH_CN = {
+    "wecom.reason.bad_secret": "企业微信应用 Secret 不正确（40001），请核对 WECOM_SECRET。",
+    "wecom.reason.bad_corpid": "企业 ID 不正确（40013），请核对 WECOM_CORP_ID。",
+    "wecom.reason.bad_userid": "企微账号 userid 不合法（40003）。",
+    "wecom.reason.api_not_allowed": "该应用无权调用客户联系接口（48002）：请在企业微信管理后台「客户联系」中把本应用设为可调用应用。",
+    "wecom.reason.no_privilege": "该成员不在应用的可见范围内（60011），请在应用可见范围中加入此成员。",
+    "wecom.reason.ip_not_trusted": "服务器 IP 不在应用的企业可信 IP 列表中（60020），请在应用设置中添加本服务器的出口 IP。",
+    "wecom.reason.userid_not_found": "企业微信中不存在此成员（60111），可能已离职或 userid 有误。",
+    "wecom.reason.not_customer_contact": "该成员未开通客户联系功能（84061），请在「客户联系」权限中为其开通。",
+    "wecom.reason.rate_limited": "企业微信接口调用超过频率限制（45009），已多次退避重试仍未成功。",
+    "wecom.reason.concurrency_limited": "企业微信接口并发超限（45033），已多次退避重试仍未成功。",
+    "wecom.reason.busy": "企业微信系统繁忙（-1），重试 3 次仍失败。",
+    "wecom.reason.network": "无法连接企业微信接口（网络错误）：{errmsg}",
+    "wecom.reason.not_in_follow_list": "该成员不在可使用客户联系的成员列表中（未开通客户联系或不在应用可见范围）。",
+    "wecom.reason.other": "企业微信返回错误 {errcode}：{errmsg}",
+}
