@@ -6,11 +6,13 @@ from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy import func
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from core.auth.permissions import Actor, Capability, require
 from db.fastsql import insert_many
 from db.models import AuditEntry
+from db.typed import table_of
 
 # One renderer for every entry: keys sorted, Chinese as is. Built once, it
 # renders the ~50,000 entries of a sheet commit in a fraction of a second.
@@ -60,7 +62,7 @@ class Entry(NamedTuple):
 def record_many(*, session: Session, actor: Actor, at: datetime, entries: list[Entry]) -> None:
     """Many entries in one bulk INSERT (a 50,000-row sheet commit), in the
     caller's transaction, rendered as `record` renders them."""
-    insert_many(session.connection(), AuditEntry.__table__, [
+    insert_many(session.connection(), table_of(AuditEntry), [
         {"at": at, "actor_user_id": actor.user_id, "actor_name": actor.name, "action": e.action,
          "entity_type": e.entity_type, "entity_id": str(e.entity_id), "branch_id": e.branch_id,
          "before_json": _dump(e.before), "after_json": _dump(e.after)}
@@ -81,22 +83,22 @@ class AuditFilter:
 EXPORT_LIMIT = 100_000
 
 
-def _conditions(actor: Actor, filters: AuditFilter) -> list:
-    conditions = []
+def _conditions(actor: Actor, filters: AuditFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
     if actor.branch_scope is not None:
-        conditions.append(AuditEntry.branch_id == actor.branch_scope)
+        conditions.append(col(AuditEntry.branch_id) == actor.branch_scope)
     if filters.actor_name:
-        conditions.append(func.lower(AuditEntry.actor_name) == filters.actor_name.strip().lower())
+        conditions.append(func.lower(col(AuditEntry.actor_name)) == filters.actor_name.strip().lower())
     if filters.action:
-        conditions.append(AuditEntry.action == filters.action)
+        conditions.append(col(AuditEntry.action) == filters.action)
     if filters.entity_type:
-        conditions.append(AuditEntry.entity_type == filters.entity_type)
+        conditions.append(col(AuditEntry.entity_type) == filters.entity_type)
     if filters.entity_id:
-        conditions.append(AuditEntry.entity_id == filters.entity_id.strip())
+        conditions.append(col(AuditEntry.entity_id) == filters.entity_id.strip())
     if filters.since:
-        conditions.append(AuditEntry.at >= filters.since)
+        conditions.append(col(AuditEntry.at) >= filters.since)
     if filters.until:
-        conditions.append(AuditEntry.at < filters.until)
+        conditions.append(col(AuditEntry.at) < filters.until)
     return conditions
 
 

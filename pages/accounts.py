@@ -146,7 +146,8 @@ if total and st.toggle(t("accounts.export"), key="accounts_export"):
 
 def departed_section() -> None:
     """Departed members' customers awaiting transfer, by the store the member served last."""
-    st.subheader(t("accounts.departed.title"))
+    # A heading below the list, not a subheader: the subheader is the edit form's.
+    st.markdown("#### " + t("accounts.departed.title"))
     st.caption(t("accounts.departed.caption"))
     with db() as session:
         departed = member_service.departed_members(session=session, actor=actor)
@@ -161,8 +162,8 @@ def departed_section() -> None:
     for member in departed:
         by_store.setdefault(store_of(member), []).append(member)
     for store, store_members in by_store.items():
-        st.markdown(t("accounts.departed.store_total", store=store, members=len(store_members),
-                      customers=sum(m.customers for m in store_members)))
+        st.text(t("accounts.departed.store_total", store=store, members=len(store_members),
+                  customers=sum(m.customers for m in store_members)))
     columns = ["store", "userid", "name", "customers", "dimission_time"]
     st.dataframe(pd.DataFrame([{
         "store": store_of(m), "userid": m.userid, "name": m.name, "customers": m.customers,

@@ -11,6 +11,7 @@ from core.auth.permissions import Capability
 from core.capacity import alert_settings
 from core.capacity.template import PLACEHOLDERS, default_template
 from core.capacity.usage import visible_branches
+from db.models import ChannelKind
 from i18n import error_text, t
 
 actor = page_actor(Capability.manage_alerts)
@@ -83,6 +84,17 @@ else:
             st.caption(t("alert_settings.template_preview"))
             st.code(alert_settings.preview(saved), language=None)
 
+
+def recipients_text(channel) -> str:
+    """Who an app-message channel messages; nothing for a robot."""
+    if channel.kind != ChannelKind.wecom_app:
+        return ""
+    parts = [", ".join((channel.recipients or "").split("|"))] if channel.recipients else []
+    if channel.to_branch_managers:
+        parts.append(t("alert_settings.ch.branch_managers"))
+    return " + ".join(parts)
+
+
 st.subheader(t("alert_settings.channels"))
 if channel_rows:
     st.dataframe(pd.DataFrame([{
@@ -91,6 +103,9 @@ if channel_rows:
         t("alert_settings.ch.branch"): row.branch_name or t("alert_settings.ch.all_branches"),
         t("alert_settings.ch.enabled"): t("common.yes") if row.channel.enabled else t("common.no"),
         t("alert_settings.ch.signed"): t("common.yes") if row.channel.secret else t("common.no"),
+        t("alert_settings.ch.recipients"): recipients_text(row.channel),
+        t("alert_settings.ch.invalid_users"): t("alert_settings.ch.invalid_list", members=", ".join(row.invalid_users))
+        if row.invalid_users else "",
         t("alert_settings.ch.pending"): row.pending,
         t("alert_settings.ch.last_success"): format_display(row.channel.last_success_at),
         t("alert_settings.ch.last_error"): (
@@ -104,8 +119,11 @@ if channel_rows:
     if left.button(t("alert_settings.send_test"), key="channel_test"):
         with showing_errors():
             with db() as session:
-                channel_service.send_test(session=session, actor=actor, channel_id=chosen)
-            st.success(t("alert_settings.test_ok"))
+                invalid = channel_service.send_test(session=session, actor=actor, channel_id=chosen)
+            if invalid:
+                st.warning(t("alert_settings.test_partly", members=", ".join(invalid)))
+            else:
+                st.success(t("alert_settings.test_ok"))
     if right.button(t("alert_settings.toggle"), key="channel_toggle"):
         with showing_errors():
             with db() as session:
@@ -133,5 +151,23 @@ with st.form("channel_add", clear_on_submit=False):
             with db() as session:
                 channel = channel_service.add_channel(session=session, actor=actor, kind=kind, url=url, secret=secret,
                                                       branch_code=branch_code, name=name)
+            st.success(t("alert_settings.added", name=channel.name))
+            st.rerun()
+
+st.subheader(t("alert_settings.add_app_channel"))
+st.caption(t("alert_settings.app_help"))
+with st.form("app_channel_add", clear_on_submit=False):
+    app_name = st.text_input(t("alert_settings.name"), key="app_channel_name")
+    app_members = st.text_input(t("alert_settings.app_members"), key="app_channel_members",
+                                placeholder=t("alert_settings.app_members_placeholder"))
+    app_managers = st.checkbox(t("alert_settings.app_to_branch_managers"), key="app_channel_managers", value=True)
+    app_branch = st.selectbox(t("alert_settings.branch"), branch_choices, key="app_channel_branch",
+                              format_func=lambda c: branch_codes.get(c, t("alert_settings.ch.all_branches")))
+    if st.form_submit_button(t("alert_settings.add")):
+        with showing_errors():
+            with db() as session:
+                channel = channel_service.add_channel(session=session, actor=actor, kind=ChannelKind.wecom_app,
+                                                      members=app_members, to_branch_managers=app_managers,
+                                                      branch_code=app_branch, name=app_name)
             st.success(t("alert_settings.added", name=channel.name))
             st.rerun()

@@ -13,7 +13,8 @@ from console.ui.widgets import page_window, pager
 from core.alerts import channels as channel_service
 from core.alerts import log as alert_log
 from core.auth.permissions import Capability
-from demo.simulator import fetch_inbox
+from db.models import AlertLevel
+from demo.simulator import fetch_app_inbox, fetch_inbox
 from i18n import error_text, t
 
 actor = page_actor(Capability.manage_alerts)
@@ -53,7 +54,8 @@ if rows:
     st.dataframe(pd.DataFrame([{
         t("alerts.col.id"): r.alert.id,
         t("alerts.col.opened"): format_display(r.alert.opened_at),
-        t("alerts.col.level"): f"{t(f'capacity.level.{r.alert.level}')} {r.alert.level_pct}%",
+        t("alerts.col.level"): t(f"capacity.level.{r.alert.level}") if r.alert.level == AlertLevel.member_left
+        else f"{t(f'capacity.level.{r.alert.level}')} {r.alert.level_pct}%",
         t("alerts.col.account"): r.userid, t("alerts.col.name"): r.account_name,
         t("alerts.col.branch"): r.branch_name or "",
         t("alerts.col.usage"): f"{r.alert.customer_count:,}/{r.alert.capacity_limit:,}",
@@ -141,4 +143,29 @@ if settings.uses_wecom_simulator:
                 t("alerts.inbox.col.time"): datetime.fromtimestamp(m["received_at"], UTC).astimezone(
                     display_zone()).strftime("%Y-%m-%d %H:%M:%S"),
                 t("alerts.inbox.col.text"): m["text"],
+            } for m in messages]), hide_index=True, width="stretch")
+
+    st.subheader(t("alerts.app_inbox"))
+    st.caption(t("alerts.app_inbox_help"))
+    try:
+        app_inbox = fetch_app_inbox(settings.WECOM_API_BASE)
+    except (httpx.HTTPError, ValueError) as exc:
+        st.warning(t("alerts.inbox_unreachable", reason=type(exc).__name__))
+    else:
+        with db() as session:
+            in_view = channel_service.app_members_in_view(session=session, actor=actor)
+        by_member: dict[str, list[dict]] = {}
+        for message in app_inbox:
+            if in_view is None or message["userid"].lower() in in_view:
+                by_member.setdefault(message["userid"], []).append(message)
+        if not by_member:
+            st.caption(t("alerts.inbox_empty"))
+        for userid, messages in sorted(by_member.items()):
+            st.markdown(t("alerts.app_inbox.member", userid=userid, count=len(messages)))
+            st.dataframe(pd.DataFrame([{
+                t("alerts.inbox.col.time"): datetime.fromtimestamp(m["at"], UTC).astimezone(
+                    display_zone()).strftime("%Y-%m-%d %H:%M:%S"),
+                t("alerts.app_inbox.col.title"): m["title"],
+                t("alerts.inbox.col.text"): m["description"],
+                t("alerts.app_inbox.col.link"): f"{m['btntxt']}: {m['url']}",
             } for m in messages]), hide_index=True, width="stretch")

@@ -21,10 +21,14 @@ CLI_ACTOR = system_actor("cli")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("add-channel", help="add an alert channel (group robot or JSON webhook)")
-    p.add_argument("--kind", required=True, choices=["wecom", "dingtalk", "feishu", "webhook"])
-    p.add_argument("--url", required=True)
+    p = subparsers.add_parser("add-channel",
+                              help="add an alert channel (group robot, JSON webhook or WeCom app messages)")
+    p.add_argument("--kind", required=True, choices=[kind.value for kind in ChannelKind])
+    p.add_argument("--url", help="the robot's or webhook's address (not for wecom_app)")
     p.add_argument("--secret", help="signing secret (DingTalk/Feishu signing; HMAC header for webhook)")
+    p.add_argument("--to", metavar="USERID[|USERID…]", help="wecom_app: the members who get every alert")
+    p.add_argument("--to-branch-managers", action="store_true",
+                   help="wecom_app: also the alert's branch managers linked to WeCom (create-user --wecom-userid)")
     p.add_argument("--branch", help="branch code; without it the channel gets every alert")
     p.add_argument("--name")
     p.set_defaults(handler=cmd_add_channel)
@@ -52,10 +56,16 @@ def register(subparsers) -> None:
 def cmd_add_channel(args) -> int:
     check_database(get_engine())
     with session_scope() as session:
-        channel = channels.add_channel(session=session, actor=CLI_ACTOR, kind=args.kind, url=args.url,
-                                       secret=args.secret, branch_code=args.branch, name=args.name)
+        channel = channels.add_channel(session=session, actor=CLI_ACTOR, kind=args.kind, url=args.url or "",
+                                       secret=args.secret, branch_code=args.branch, name=args.name,
+                                       members=args.to, to_branch_managers=args.to_branch_managers)
+        recipients = ""
+        if channel.kind == ChannelKind.wecom_app:
+            recipients = ", to " + " | ".join(
+                ([channel.recipients] if channel.recipients else [])
+                + (["the branch managers"] if channel.to_branch_managers else []))
         print(f"added alert channel #{channel.id} '{channel.name}' ({channel.kind}"
-              f"{', branch ' + args.branch if args.branch else ', all branches'})")
+              f"{', branch ' + args.branch if args.branch else ', all branches'}{recipients})")
     return 0
 
 

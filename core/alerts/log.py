@@ -4,6 +4,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, update
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from base.errors import ConcurrentEdit, InvalidInput, NotFound
@@ -40,7 +41,7 @@ def list_alerts(*, session: Session, actor: Actor, status: str = "open", offset:
         Account, col(Account.id) == CapacityAlert.account_id).join(
         Branch, col(Branch.id) == CapacityAlert.branch_id, isouter=True)
     count = select(func.count()).select_from(CapacityAlert)
-    filters = []
+    filters: list[ColumnElement[bool]] = []
     if status == "open":
         filters += [col(CapacityAlert.closed_at).is_(None), col(CapacityAlert.notified).is_(True)]
     elif status == "unacknowledged":
@@ -51,9 +52,14 @@ def list_alerts(*, session: Session, actor: Actor, status: str = "open", offset:
         query, count = query.where(*filters), count.where(*filters)
     rows = session.exec(query.order_by(col(CapacityAlert.opened_at).desc(), col(CapacityAlert.id).desc())
                         .offset(offset).limit(limit)).all()
-    outbox = _outbox_counts(session, [alert.id for alert, *_ in rows])
-    return [AlertRow(alert, userid, name, branch, **outbox.get(alert.id, {}))
-            for alert, userid, name, branch in rows], session.exec(count).one()
+    alert_ids: list[int] = []
+    for alert, *_ in rows:
+        assert alert.id is not None  # a loaded row has its key
+        alert_ids.append(alert.id)
+    outbox = _outbox_counts(session, alert_ids)
+    alerts = [AlertRow(alert, userid, name, branch, **outbox.get(alert_id, {}))
+              for alert_id, (alert, userid, name, branch) in zip(alert_ids, rows, strict=True)]
+    return alerts, session.exec(count).one()
 
 
 def _outbox_counts(session: Session, alert_ids: list[int]) -> dict[int, dict[str, int]]:
@@ -63,7 +69,8 @@ def _outbox_counts(session: Session, alert_ids: list[int]) -> dict[int, dict[str
     for alert_id, status, number in session.exec(
             select(AlertDelivery.alert_id, AlertDelivery.status, func.count())
             .where(col(AlertDelivery.alert_id).in_(alert_ids))
-            .group_by(AlertDelivery.alert_id, AlertDelivery.status)).all():
+            .group_by(col(AlertDelivery.alert_id), col(AlertDelivery.status))).all():
+        assert alert_id is not None  # only the deliveries of the given alerts
         key = "pending" if status in (DeliveryStatus.pending, DeliveryStatus.sending) else status
         counts.setdefault(alert_id, {}).setdefault(key, 0)
         counts[alert_id][key] += number
@@ -123,7 +130,7 @@ def list_deliveries(*, session: Session, actor: Actor, status: str | None = None
         AlertChannel, col(AlertChannel.id) == AlertDelivery.channel_id)
     count = select(func.count()).select_from(AlertDelivery).join(
         AlertChannel, col(AlertChannel.id) == AlertDelivery.channel_id)
-    filters = []
+    filters: list[ColumnElement[bool]] = []
     if status == DeliveryStatus.pending:
         # A message being sent right now is still waiting as far as an operator is concerned.
         filters.append(col(AlertDelivery.status).in_([DeliveryStatus.pending, DeliveryStatus.sending]))
@@ -144,8 +151,11 @@ def retry_deliveries(*, session: Session, actor: Actor, delivery_ids: list[int],
     now = now or utcnow()
     for delivery_id in delivery_ids:
         delivery = session.get(AlertDelivery, delivery_id)
-        channel = session.get(AlertChannel, delivery.channel_id) if delivery else None
-        if delivery is None or (actor.branch_scope is not None and channel.branch_id != actor.branch_scope):
+        if delivery is None:
+            raise NotFound()
+        channel = session.get(AlertChannel, delivery.channel_id)
+        assert channel is not None  # the delivery's channel is a foreign key
+        if actor.branch_scope is not None and channel.branch_id != actor.branch_scope:
             raise NotFound()
         if delivery.status != DeliveryStatus.failed:
             raise InvalidInput("alerts.not_failed")

@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from sqlalchemy import func, or_, tuple_, update
 from sqlalchemy.orm import aliased
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from base.errors import ConcurrentEdit, DomainError, InvalidInput, NotFound, PermissionDenied
@@ -23,6 +24,7 @@ from core.bindings.entries import BLOCKING_REASONS, current_binding_join, reason
 from core.conflicts import lock_for_write, settled_races
 from core.directory import accounts
 from db.models import Account, AccountStatus, Binding, BindingEndReason, Branch, Store, StoreStatus, User
+from db.typed import select_columns
 
 # SQLite caps bound parameters; two per row in the compare-and-set.
 CHUNK = 400
@@ -114,20 +116,20 @@ def _base_query(session: Session, actor: Actor, filters: BindingFilter):
     reviewer = aliased(User)
     reason = reason_expr(standby_apart=True).label("entry_reason")
     query = (
-        select(Binding.id, Binding.version, Store.id, Store.crm_store_id, Store.name, Branch.id, Branch.code,
-               Branch.name, Store.status, Account.id, Account.userid, Account.name, Account.status,
-               Account.customer_count, Account.capacity_limit, Binding.shown, Binding.started_at,
-               Binding.reviewed_at, reviewer.username, reason)
+        select_columns(Binding.id, Binding.version, Store.id, Store.crm_store_id, Store.name, Branch.id,
+                       Branch.code, Branch.name, Store.status, Account.id, Account.userid, Account.name,
+                       Account.status, Account.customer_count, Account.capacity_limit, Binding.shown,
+                       Binding.started_at, Binding.reviewed_at, reviewer.username, reason)
         .select_from(Binding)
         .join(Store, current_binding_join())
         .join(Branch, col(Branch.id) == Store.branch_id)
         .join(Account, col(Account.id) == Binding.account_id)
         .join(reviewer, col(reviewer.id) == Binding.reviewed_by_id, isouter=True)
     )
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     branch_id = _scoped(actor, filters.branch_id)
     if branch_id is not None:
-        conditions.append(Store.branch_id == branch_id)
+        conditions.append(col(Store.branch_id) == branch_id)
     if filters.review == ReviewState.pending:
         conditions.append(col(Binding.reviewed_at).is_(None))
     elif filters.review == ReviewState.reviewed:
@@ -135,7 +137,7 @@ def _base_query(session: Session, actor: Actor, filters: BindingFilter):
     if filters.shown is not None:
         conditions.append(col(Binding.shown).is_(filters.shown))
     if filters.account_status:
-        conditions.append(Account.status == filters.account_status)
+        conditions.append(col(Account.status) == filters.account_status)
     if filters.usage_band:
         conditions.append(_usage_condition(session, filters.usage_band))
     if filters.entry == "visible":
@@ -146,7 +148,7 @@ def _base_query(session: Session, actor: Actor, filters: BindingFilter):
     if term:
         conditions.append(or_(col(Store.crm_store_id).startswith(term, autoescape=True),
                               col(Store.name).contains(term, autoescape=True),
-                              func.lower(Account.userid).startswith(term.lower(), autoescape=True)))
+                              func.lower(col(Account.userid)).startswith(term.lower(), autoescape=True)))
     return query.where(*conditions)
 
 
@@ -280,14 +282,14 @@ def _load_locked(session: Session, ids: list[int]) -> dict[int, tuple]:
     for start in range(0, len(ids), CHUNK):
         chunk = ids[start:start + CHUNK]
         query = (
-            select(Binding.id, Binding.version, Binding.ended_at, Binding.shown, Binding.reviewed_at,
-                   Store.crm_store_id, Store.name, Store.branch_id, Account.userid,
-                   reason_expr(standby_apart=True))
+            select_columns(Binding.id, Binding.version, Binding.ended_at, Binding.shown, Binding.reviewed_at,
+                           Store.crm_store_id, Store.name, Store.branch_id, Account.userid,
+                           reason_expr(standby_apart=True))
             .select_from(Binding)
             .join(Store, col(Store.id) == Binding.store_id)
             .join(Account, col(Account.id) == Binding.account_id)
             .where(col(Binding.id).in_(chunk))
-            .order_by(Binding.id)
+            .order_by(col(Binding.id))
             .with_for_update(of=Binding)
         )
         for row in session.exec(query).all():
@@ -295,15 +297,16 @@ def _load_locked(session: Session, ids: list[int]) -> dict[int, tuple]:
     return loaded
 
 
-def _current_binding(session: Session, actor: Actor, binding_id: int, expected_version: int) -> tuple:
+def _current_binding(session: Session, actor: Actor, binding_id: int,
+                     expected_version: int) -> tuple[Binding, Store, Account]:
     binding = session.get(Binding, binding_id)
     if binding is None:
         raise NotFound()
-    store = session.get(Store, binding.store_id)
+    store = session.get_one(Store, binding.store_id)
     require(actor, Capability.review_entries, branch_id=store.branch_id)
     if binding.ended_at is not None or binding.version != expected_version:
         raise ConcurrentEdit("bindings.changed_meanwhile", store=store.crm_store_id)
-    return binding, store, session.get(Account, binding.account_id)
+    return binding, store, session.get_one(Account, binding.account_id)
 
 
 def replace_account(*, session: Session, actor: Actor, binding_id: int, expected_version: int, userid: str,
@@ -332,21 +335,21 @@ def _replace(session: Session, actor: Actor, binding_id: int, expected_version: 
     old, store, old_account = _current_binding(session, actor, binding_id, expected_version)
     old_shown = old.shown
     account = accounts.find_account(session=session, userid=userid)
-    if account is not None and account.id == old_account.id:
-        raise InvalidInput("bindings.same_account", account=account.userid)
-    scope = actor.branch_scope
-    if account is not None and scope is not None and \
-            accounts.last_branch(session=session, account_id=account.id) != scope:
-        raise PermissionDenied("bindings.account_out_of_scope", account=account.userid)
     if account is None:
         account = accounts.create_account(session=session, actor=actor, userid=userid, name=name or userid,
                                           branch_id=store.branch_id)
-    elif account.status == AccountStatus.disabled:
-        raise InvalidInput("bindings.account_disabled", account=account.userid)
     else:
+        assert account.id is not None  # a loaded row has its key
+        if account.id == old_account.id:
+            raise InvalidInput("bindings.same_account", account=account.userid)
+        scope = actor.branch_scope
+        if scope is not None and accounts.last_branch(session=session, account_id=account.id) != scope:
+            raise PermissionDenied("bindings.account_out_of_scope", account=account.userid)
+        if account.status == AccountStatus.disabled:
+            raise InvalidInput("bindings.account_disabled", account=account.userid)
         other = bindings.current_for_account(session=session, account_id=account.id)
         if other is not None:
-            other_store = session.get(Store, other.store_id)
+            other_store = session.get_one(Store, other.store_id)
             raise InvalidInput("bindings.account_in_use", account=account.userid, store=other_store.crm_store_id)
     if show_now:
         if store.status != StoreStatus.open:
@@ -399,12 +402,12 @@ def store_history(*, session: Session, actor: Actor, store_id: int) -> list[Hist
     require(actor, Capability.view_directory, branch_id=store.branch_id)
     reviewer, ender = aliased(User), aliased(User)
     rows = session.exec(
-        select(Binding.id, Account.userid, Account.name, Binding.started_at, Binding.shown, Binding.reviewed_at,
-               reviewer.username, Binding.ended_at, Binding.end_reason, ender.username)
+        select_columns(Binding.id, Account.userid, Account.name, Binding.started_at, Binding.shown,
+                       Binding.reviewed_at, reviewer.username, Binding.ended_at, Binding.end_reason, ender.username)
         .join(Account, col(Account.id) == Binding.account_id)
         .join(reviewer, col(reviewer.id) == Binding.reviewed_by_id, isouter=True)
         .join(ender, col(ender.id) == Binding.ended_by_id, isouter=True)
-        .where(Binding.store_id == store_id)
+        .where(col(Binding.store_id) == store_id)
         .order_by(col(Binding.started_at).desc(), col(Binding.id).desc())
     ).all()
     return [HistoryRow(*row) for row in rows]
@@ -422,19 +425,20 @@ def replacement_candidates(*, session: Session, actor: Actor, search: str = "",
     accounts whose last store was in the operator's branch."""
     require(actor, Capability.review_entries)
     bound = select(Binding.account_id).where(col(Binding.ended_at).is_(None))
-    conditions = [Account.status != AccountStatus.disabled, Account.customer_count < Account.capacity_limit,
-                  col(Account.id).not_in(bound)]
+    conditions: list[ColumnElement[bool]] = [
+        col(Account.status) != AccountStatus.disabled, col(Account.customer_count) < col(Account.capacity_limit),
+        col(Account.id).not_in(bound)]
     if actor.branch_scope is not None:
         conditions.append(accounts.last_branch_expr() == actor.branch_scope)
     term = search.strip()
     if term:
-        conditions.append(or_(func.lower(Account.userid).startswith(term.lower(), autoescape=True),
+        conditions.append(or_(func.lower(col(Account.userid)).startswith(term.lower(), autoescape=True),
                               col(Account.name).contains(term, autoescape=True)))
-    total = session.exec(select(func.count(Account.id)).where(*conditions)).one()
+    total = session.exec(select(func.count(col(Account.id))).where(*conditions)).one()
     query = (
         select(Account)
         .where(*conditions)
-        .order_by((Account.status == AccountStatus.standby).desc(), Account.userid)
+        .order_by((col(Account.status) == AccountStatus.standby).desc(), col(Account.userid))
         .limit(limit)
     )
     return list(session.exec(query).all()), total

@@ -18,9 +18,10 @@ from core import audit
 from core.auth.permissions import Actor
 from db.fastsql import insert_many
 from db.models import Account, Binding, BindingEndReason, Store, StoreStatus
+from db.typed import table_of
 
 # Plain rows, not ORM objects: a sheet commit starts and ends tens of thousands at once.
-_BINDING = Binding.__table__
+_BINDING = table_of(Binding)
 
 
 def store_is_bound() -> ColumnElement[bool]:
@@ -157,6 +158,7 @@ def start_binding(*, session: Session, actor: Actor, store: Store, account: Acco
                   reviewed: bool = False) -> Binding:
     """Bind a store to an account (see start_many), refused with the reason
     when the store or the account has a current binding."""
+    assert store.id is not None and account.id is not None  # loaded rows have their keys
     if current_for_store(session=session, store_id=store.id) is not None:
         raise InvalidInput("bindings.store_already_bound", store=store.crm_store_id)
     other = current_for_account(session=session, account_id=account.id)
@@ -173,6 +175,7 @@ def end_binding(*, session: Session, actor: Actor, binding: Binding, reason: Bin
                 expected_version: int | None = None) -> Binding:
     """End a current binding with its reason (see end_many); refuses when the
     binding changed since `expected_version` was read."""
+    assert binding.id is not None  # a loaded row has its key
     store = session.get_one(Store, binding.store_id)
     account = session.get_one(Account, binding.account_id)
     version = binding.version if expected_version is None else expected_version

@@ -86,8 +86,14 @@ def sync_counts(*, engine: Engine, client: WeComClient, concurrency: int = 8,
             session.commit()
         raise SyncAborted(f"get_follow_user_list failed: {exc}") from exc
 
-    in_scope = [(account_id, userid) for account_id, userid in accounts if userid.lower() in follow]
-    outside = [account_id for account_id, userid in accounts if userid.lower() not in follow]
+    in_scope: list[tuple[int, str]] = []
+    outside: list[int] = []
+    for account_id, userid in accounts:
+        assert account_id is not None  # a loaded row has its key
+        if userid.lower() in follow:
+            in_scope.append((account_id, userid))
+        else:
+            outside.append(account_id)
     errors: dict[int, str] = {account_id: sync_problem(NOT_IN_SCOPE_REASON) for account_id in outside}
     counts: dict[int, int] = {}
 
@@ -117,13 +123,13 @@ def sync_counts(*, engine: Engine, client: WeComClient, concurrency: int = 8,
         try:
             for future in as_completed(futures):
                 account_id, count, error = future.result()
-                if error is None and count is None:
-                    result.skipped += 1
-                elif error is None:
-                    counts[account_id] = count
-                else:
+                if error is not None:
                     errors[account_id] = sync_problem(error.reason_key, error.errcode, error.errmsg)
                     result.reasons[error.reason_key] = result.reasons.get(error.reason_key, 0) + 1
+                elif count is None:
+                    result.skipped += 1
+                else:
+                    counts[account_id] = count
                 if len(counts) >= WRITE_BATCH:
                     result.snapshots += _write_counts(engine, counts, now, fence)
                     result.synced += len(counts)
@@ -157,7 +163,7 @@ def _write_counts(engine: Engine, counts: dict[int, int], now: datetime | None, 
     with Session(engine) as session:
         last = dict(session.exec(select(CountSnapshot.account_id, func.max(CountSnapshot.taken_at))
                                  .where(col(CountSnapshot.account_id).in_(ids))
-                                 .group_by(CountSnapshot.account_id)).all())
+                                 .group_by(col(CountSnapshot.account_id))).all())
         previous = dict(session.exec(select(Account.id, Account.customer_count)
                                      .where(col(Account.id).in_(ids))).all())
         session.exec(update(Account), params=[

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import func, or_, update
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from base.errors import ConcurrentEdit, InvalidInput, NotFound, PermissionDenied
@@ -102,24 +103,24 @@ def search_accounts(*, session: Session, actor: Actor, filters: AccountFilter, o
     branch's stores only."""
     require(actor, Capability.view_directory)
     query = _row_query()
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     if actor.branch_scope is not None:
-        conditions.append(Store.branch_id == actor.branch_scope)
+        conditions.append(col(Store.branch_id) == actor.branch_scope)
     if filters.status:
-        conditions.append(Account.status == filters.status)
+        conditions.append(col(Account.status) == filters.status)
     if filters.bound is True:
         conditions.append(col(Binding.id).is_not(None))
     elif filters.bound is False:
         conditions.append(col(Binding.id).is_(None))
     if filters.usage_at_least_pct is not None:
-        conditions.append(Account.customer_count * 100 >= Account.capacity_limit * filters.usage_at_least_pct)
+        conditions.append(col(Account.customer_count) * 100 >= col(Account.capacity_limit) * filters.usage_at_least_pct)
     term = filters.search.strip()
     if term:
-        conditions.append(or_(func.lower(Account.userid).startswith(term.lower(), autoescape=True),
+        conditions.append(or_(func.lower(col(Account.userid)).startswith(term.lower(), autoescape=True),
                               col(Account.name).contains(term, autoescape=True)))
     query = query.where(*conditions)
     total = session.exec(select(func.count()).select_from(query.subquery())).one()
-    usage = Account.customer_count * 1.0 / Account.capacity_limit
+    usage = col(Account.customer_count) * 1.0 / col(Account.capacity_limit)
     rows = session.exec(query.order_by(usage.desc(), Account.userid).offset(offset).limit(limit)).all()
     return [AccountRow(*row) for row in rows], total
 

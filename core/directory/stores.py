@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import func, or_
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from base.errors import PermissionDenied
@@ -14,6 +15,7 @@ from core.bindings import entries
 from core.bindings import service as bindings
 from core.sheets import SheetColumn, SheetRow, read_sheet
 from db.models import Account, Binding, BindingEndReason, Branch, BranchBindingStats, Store, StoreStatus
+from db.typed import select_columns
 
 STORE_COLUMNS = [
     SheetColumn("branch_code", ("分公司编码", "branch_code"), is_id=True),
@@ -64,16 +66,16 @@ def search_stores(*, session: Session, actor: Actor, filters: StoreFilter, offse
     are indexed subqueries), so the count needs no join and the page walks the
     CRM-ID index; the page's bindings are then read for its rows only."""
     require(actor, Capability.view_directory)
-    conditions = []
+    conditions: list[ColumnElement[bool]] = []
     scope = actor.branch_scope
     if scope is not None:
         if filters.branch_id is not None and filters.branch_id != scope:
             raise PermissionDenied("error.branch_out_of_scope")
-        conditions.append(Store.branch_id == scope)
+        conditions.append(col(Store.branch_id) == scope)
     elif filters.branch_id is not None:
-        conditions.append(Store.branch_id == filters.branch_id)
+        conditions.append(col(Store.branch_id) == filters.branch_id)
     if filters.status:
-        conditions.append(Store.status == filters.status)
+        conditions.append(col(Store.status) == filters.status)
     current_store_ids = select(Binding.store_id).where(col(Binding.ended_at).is_(None))
     term = filters.search.strip()
     if term:
@@ -86,7 +88,7 @@ def search_stores(*, session: Session, actor: Actor, filters: StoreFilter, offse
         conditions.append(col(Store.id).in_(current_store_ids))
     elif filters.bound is False:
         conditions.append(col(Store.id).not_in(current_store_ids))
-    total = session.exec(select(func.count(Store.id)).where(*conditions)).one()
+    total = session.exec(select(func.count(col(Store.id))).where(*conditions)).one()
     if limit <= 0:
         return [], total
     page = session.exec(select(Store).where(*conditions).order_by(Store.crm_store_id)
@@ -102,6 +104,7 @@ def search_stores(*, session: Session, actor: Actor, filters: StoreFilter, offse
         .where(col(Store.id).in_(store_ids))).all()}
     rows = []
     for store in page:
+        assert store.id is not None  # a loaded row has its key
         userid, name, reason = entry[store.id]
         branch = branches[store.branch_id]
         rows.append(StoreListRow(store.id, store.crm_store_id, store.name, branch.code, branch.name, store.status,
@@ -128,8 +131,8 @@ def branch_summaries(*, session: Session, actor: Actor) -> list[BranchSummary]:
     read from the counters the database keeps (migration 0006)."""
     require(actor, Capability.view_directory)
     query = (
-        select(Branch.id, Branch.code, Branch.name, BranchBindingStats.stores, BranchBindingStats.open_stores,
-               BranchBindingStats.bound_open_stores)
+        select_columns(Branch.id, Branch.code, Branch.name, BranchBindingStats.stores,
+                       BranchBindingStats.open_stores, BranchBindingStats.bound_open_stores)
         .join(BranchBindingStats, col(BranchBindingStats.branch_id) == Branch.id)
         .order_by(Branch.code)
     )
@@ -188,12 +191,12 @@ def _end_bindings_of_closed(session: Session, actor: Actor, store_ids: list[int]
     ends: list[bindings.End] = []
     for chunk_start in range(0, len(store_ids), 900):
         ends += [bindings.End(*row) for row in session.exec(
-            select(Binding.id, Binding.version, Store.branch_id, Store.crm_store_id, Account.userid, Binding.shown,
-                   col(Binding.reviewed_at).is_not(None))
+            select_columns(Binding.id, Binding.version, Store.branch_id, Store.crm_store_id, Account.userid,
+                           Binding.shown, col(Binding.reviewed_at).is_not(None))
             .join(Store, entries.current_binding_join())
             .join(Account, col(Account.id) == Binding.account_id)
             .where(col(Store.id).in_(store_ids[chunk_start:chunk_start + 900]))
-            .order_by(Binding.id)).all()]
+            .order_by(col(Binding.id))).all()]
     bindings.end_many(session=session, actor=actor, ends=ends, reason=BindingEndReason.store_closed, at=at)
     return len(ends)
 
@@ -240,13 +243,14 @@ def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
     existing: dict[str, Store] = {}
     for chunk_start in range(0, len(ids), 900):
         chunk = ids[chunk_start:chunk_start + 900]
-        for store in session.exec(select(Store).where(col(Store.crm_store_id).in_(chunk))).all():
-            existing[store.crm_store_id] = store
+        existing.update((store.crm_store_id, store)
+                        for store in session.exec(select(Store).where(col(Store.crm_store_id).in_(chunk))).all())
     now = utcnow()
-    closing: list[Store] = []
+    closing_store_ids: list[int] = []
     for row in sheet.rows:
         v = row.values
         branch = branches[v["branch_code"]]
+        assert branch.id is not None  # assigned by the flush above
         status = STATUS_WORDS[v["status"].lower()].value
         store = existing.get(v["crm_store_id"])
         if store is None:
@@ -260,7 +264,8 @@ def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
             result.unchanged += 1
             continue
         if store.status == StoreStatus.open and status == StoreStatus.closed:
-            closing.append(store)
+            assert store.id is not None  # a loaded row has its key
+            closing_store_ids.append(store.id)
         store.name, store.branch_id, store.status = v["store_name"], branch.id, status
         store.version += 1
         store.updated_at = now
@@ -269,7 +274,7 @@ def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
         audit.record(session=session, actor=actor, action="store.update", entity_type="store",
                      entity_id=store.crm_store_id, branch_id=branch.id, before=before, after=after)
     session.flush()
-    result.closed_bindings = _end_bindings_of_closed(session, actor, [store.id for store in closing], now)
+    result.closed_bindings = _end_bindings_of_closed(session, actor, closing_store_ids, now)
     audit.record(session=session, actor=actor, action="stores.import", entity_type="import", entity_id=filename[:64],
                  after={"rows": result.rows, "created": result.created, "updated": result.updated,
                         "unchanged": result.unchanged, "branches_created": result.branches_created})

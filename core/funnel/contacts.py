@@ -24,6 +24,7 @@ from core.auth.permissions import Actor, Capability, require
 from core.funnel.intake import ADDED_BY_STATE, day_number, fact_zone, record_activity
 from db.fastsql import dialect_insert
 from db.models import Account, Binding, ContactEvent, Store
+from db.typed import table_of
 
 ADDED = "add_external_contact"
 DELETED_BY_MEMBER = "del_external_contact"
@@ -74,7 +75,7 @@ def record_contact_change(*, session: Session, actor: Actor, change: ContactChan
     require(actor, Capability.import_events)
     account = session.exec(select(Account).where(func.lower(Account.userid) == change.userid.lower())).first()
     store, by_state = _attributed_store(session, account, change)
-    table = ContactEvent.__table__
+    table = table_of(ContactEvent)
     connection = session.connection()
     stmt = dialect_insert(connection, table).values(
         dedupe_key=change.dedupe_key, change_type=change.change_type, corp_id=change.corp_id[:64],

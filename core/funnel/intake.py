@@ -20,6 +20,7 @@ from base.timeutil import display_zone, utcnow
 from core.auth.permissions import Actor, Capability, require
 from db.fastsql import dialect_insert, insert_many, insert_new, one_of
 from db.models import FunnelActivity, FunnelPending, FunnelState, Store, TrackingEvent
+from db.typed import table_of
 
 EVENT_NAMES = ("order_result_view", "entry_click", "guide_view", "add_click", "jump_fail")
 # The funnel, in order; `added` comes from the WeCom callback, not from clients.
@@ -53,7 +54,7 @@ def fact_zone(*, session: Session) -> ZoneInfo:
     zone = session.exec(read).first()
     if zone is None:
         zone = display_zone().key
-        table = FunnelState.__table__
+        table = table_of(FunnelState)
         connection = session.connection()
         connection.execute(dialect_insert(connection, table).values(id=1, zone=zone)
                            .on_conflict_do_nothing(index_elements=[table.c.id]))
@@ -74,7 +75,6 @@ class IntakeResult:
     accepted: int = 0
     duplicates: int = 0
     rejected: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)  # (index, key, params)
-
 
 
 @dataclass(frozen=True)
@@ -134,6 +134,8 @@ def _check(raw: Any, now: datetime) -> _Checked | tuple[str, dict[str, Any]]:
     else:
         order_id = order_id.strip()
     return _Checked(event_id, name, moment, user_key, store.strip(), platform, order_id)
+
+
 _FACT_KEY = ("step", "user_key", "day", "store_id", "platform")
 _FACT_COLUMNS = (*_FACT_KEY, "branch_id")
 
@@ -146,15 +148,19 @@ def record_activity(*, session: Session, rows: Iterable[dict[str, Any]]) -> int:
     if not unique:
         return 0
     connection = session.connection()
-    new = insert_new(connection, FunnelActivity.__table__, unique, conflict=_FACT_KEY, returning=_FACT_KEY)
-    insert_many(connection, FunnelPending.__table__, [dict(zip(_FACT_KEY, fact, strict=True)) for fact in new])
+    new = insert_new(connection, table_of(FunnelActivity), unique, conflict=_FACT_KEY, returning=_FACT_KEY)
+    insert_many(connection, table_of(FunnelPending), [dict(zip(_FACT_KEY, fact, strict=True)) for fact in new])
     return len(new)
 
 
 def _store_lookup(session: Session, crm_ids: set[str]) -> dict[str, tuple[int, int]]:
     rows = session.exec(select(Store.crm_store_id, Store.id, Store.branch_id)
                         .where(one_of(session.connection(), col(Store.crm_store_id), sorted(crm_ids)))).all()
-    return {crm: (store_id, branch_id) for crm, store_id, branch_id in rows}
+    stores: dict[str, tuple[int, int]] = {}
+    for crm, store_id, branch_id in rows:
+        assert store_id is not None  # a loaded row has its key
+        stores[crm] = (store_id, branch_id)
+    return stores
 
 
 def ingest_events(*, session: Session, actor: Actor, events: Sequence[Any], source: str = "api",
@@ -198,7 +204,7 @@ def ingest_events(*, session: Session, actor: Actor, events: Sequence[Any], sour
     result.rejected.sort()
     if not rows:
         return result
-    inserted = {new[0] for new in insert_new(session.connection(), TrackingEvent.__table__, list(rows.values()),
+    inserted = {new[0] for new in insert_new(session.connection(), table_of(TrackingEvent), list(rows.values()),
                                              conflict=("event_id",), returning=("event_id",))}
     result.accepted = len(inserted)
     result.duplicates += len(rows) - len(inserted)

@@ -12,9 +12,11 @@ filter always agree. The binding figures are as of now
 (core.directory.stores.branch_summaries).
 """
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from time import sleep
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -38,6 +40,7 @@ from db.models import (
     Store,
     TrackingEvent,
 )
+from db.typed import select_columns, table_of
 
 # Ranges are at most this long; a gap of this many days or more means "not
 # seen earlier in any allowed range".
@@ -126,7 +129,7 @@ def _lock(session: Session) -> None:
         session.connection().execute(text("DELETE FROM funnel_pending WHERE 1 = 0"))
 
 
-def _columns(rows: list, names: list[str]) -> dict[str, np.ndarray]:
+def _columns(rows: Sequence[Sequence[Any]], names: list[str]) -> dict[str, np.ndarray]:
     """Query rows as one numpy array per column (text as objects: pandas' text
     arrays cost more to build than the roll-up's arithmetic)."""
     values = list(zip(*rows, strict=True)) or [()] * len(names)
@@ -237,13 +240,13 @@ def _take_in_pending(session: Session, limit: int, after: tuple | None) -> tuple
     _lock(session)
     connection = session.connection()
     if after is None:
-        chunk = connection.execute(text(_PENDING_FIRST), {"limit": limit}).fetchall()
+        fetched = connection.execute(text(_PENDING_FIRST), {"limit": limit}).fetchall()
     else:
-        chunk = connection.execute(text(_PENDING_AFTER),
-                                   {**dict(zip(_FACT_KEY, after, strict=True)), "limit": limit}).fetchall()
-    if not chunk:
+        fetched = connection.execute(text(_PENDING_AFTER),
+                                     {**dict(zip(_FACT_KEY, after, strict=True)), "limit": limit}).fetchall()
+    if not fetched:
         return 0, after
-    chunk = [tuple(row) for row in chunk]
+    chunk = [tuple(row) for row in fetched]
     first, last = chunk[0], chunk[-1]
     from_day = min(row[2] for row in chunk)
     params = {**{f"lo_{k}": v for k, v in zip(_FACT_KEY, first, strict=True)},
@@ -259,7 +262,7 @@ def _take_in_pending(session: Session, limit: int, after: tuple | None) -> tuple
     target = facts["filed"]
     after_branches = np.where(in_chunk, target, branches)
     refile = np.flatnonzero(in_chunk & (target != branches))
-    execute_many(connection, _REFILE_FACT, [(int(target[i]), *rows[i][:5]) for i in refile])
+    execute_many(connection, _REFILE_FACT, [(int(target[i]), *rows[i][:5]) for i in refile.tolist()])
     unfiled = np.flatnonzero(in_chunk & facts["unfiled"].astype(bool))
     execute_many(connection, _FILE_STORE, sorted({(int(facts["store_id"][i]), int(target[i])) for i in unfiled}))
     _apply(connection, _difference(facts, ~pending, ~pending | in_chunk, after_branches, from_day))
@@ -286,10 +289,10 @@ def _move_store(session: Session, store_id: int) -> bool:
         settled = ~facts["pending"].astype(bool)
         moved = np.where(facts["store_id"] == store_id, new_branch, facts["branch_id"])
         _apply(connection, _difference(facts, settled, settled, moved, first_day))
-        connection.execute(update(FunnelActivity.__table__).where(FunnelActivity.__table__.c.store_id == store_id)
-                           .values(branch_id=new_branch))
-    connection.execute(update(FunnelStoreBranch.__table__)
-                       .where(FunnelStoreBranch.__table__.c.store_id == store_id).values(branch_id=new_branch))
+        activity = table_of(FunnelActivity)
+        connection.execute(update(activity).where(activity.c.store_id == store_id).values(branch_id=new_branch))
+    filing = table_of(FunnelStoreBranch)
+    connection.execute(update(filing).where(filing.c.store_id == store_id).values(branch_id=new_branch))
     return True
 
 
@@ -341,8 +344,8 @@ class PendingWork:
 def pending(*, session: Session) -> PendingWork:
     """What the roll-up has not taken in yet: new facts and moved stores."""
     facts = session.connection().execute(text(
-        f"SELECT count(*) FROM (SELECT 1 FROM funnel_pending LIMIT {PENDING_COUNT_CAP}) t")).scalar()
-    moved = session.connection().execute(text(f"SELECT count(*) FROM ({_MOVED_STORES}) t")).scalar()
+        f"SELECT count(*) FROM (SELECT 1 FROM funnel_pending LIMIT {PENDING_COUNT_CAP}) t")).scalar_one()
+    moved = session.connection().execute(text(f"SELECT count(*) FROM ({_MOVED_STORES}) t")).scalar_one()
     return PendingWork(int(facts), int(moved))
 
 
@@ -363,7 +366,6 @@ def zone_change(*, session: Session) -> ZoneChange | None:
     recorded = session.exec(select(FunnelState.zone).where(FunnelState.id == 1)).first()
     configured = display_zone().key
     return ZoneChange(recorded, configured) if recorded is not None and recorded != configured else None
-
 
 
 _REBUILD_BATCH = 100_000
@@ -389,20 +391,20 @@ def rebuild_funnel(*, session: Session, actor: Actor) -> dict[str, int]:
     zone = display_zone().key
     connection = session.connection()
     # Intake reads this row (FOR SHARE on PostgreSQL): it waits until the rebuild commits.
-    state = FunnelState.__table__
+    state = table_of(FunnelState)
     connection.execute(dialect_insert(connection, state).values(id=1, zone=zone)
                        .on_conflict_do_update(index_elements=[state.c.id], set_={"zone": zone}))
     _lock(session)
     for table in (FunnelPending, FunnelRollup, FunnelActivity, FunnelStoreBranch):
-        connection.execute(delete(table.__table__))
-    branches = dict(connection.execute(select(Store.id, Store.branch_id)).all())
+        connection.execute(delete(table_of(table)))
+    branches: dict[int, int] = dict(connection.execute(select(Store.id, Store.branch_id)).all())
     events, last_id = 0, 0
     while True:
         rows = connection.execute(
-            select(TrackingEvent.id, TrackingEvent.event, TrackingEvent.occurred_at, TrackingEvent.user_key,
-                   TrackingEvent.store_id, TrackingEvent.platform)
+            select_columns(TrackingEvent.id, TrackingEvent.event, TrackingEvent.occurred_at, TrackingEvent.user_key,
+                           TrackingEvent.store_id, TrackingEvent.platform)
             .where(col(TrackingEvent.id) > last_id, col(TrackingEvent.event).in_(FUNNEL_STEPS))
-            .order_by(TrackingEvent.id).limit(_REBUILD_BATCH)).fetchall()
+            .order_by(col(TrackingEvent.id)).limit(_REBUILD_BATCH)).fetchall()
         if not rows:
             break
         ids, steps, moments, users, stores, platforms = zip(*rows, strict=True)
@@ -425,5 +427,5 @@ def rebuild_funnel(*, session: Session, actor: Actor) -> dict[str, int]:
     connection.execute(text("INSERT INTO funnel_pending (step, user_key, day, store_id, platform) "
                             "SELECT step, user_key, day, store_id, platform FROM funnel_activity"))
     connection.execute(text("INSERT INTO funnel_store_branch (store_id, branch_id) SELECT id, branch_id FROM store"))
-    facts_count = connection.execute(select(func.count()).select_from(FunnelActivity)).scalar()
+    facts_count = connection.execute(select(func.count()).select_from(FunnelActivity)).scalar_one()
     return {"events": events, "adds": len(adds), "facts": int(facts_count)}

@@ -142,9 +142,10 @@ def take_requests(*, session: Session, token: str, now: datetime | None = None) 
     calls this, one pass at a time, so nothing picked here is still running."""
     now = now or utcnow()
     waiting = session.exec(select(JobRequest).where(col(JobRequest.done_at).is_(None))
-                           .order_by(JobRequest.requested_at, JobRequest.id)).all()
+                           .order_by(col(JobRequest.requested_at), col(JobRequest.id))).all()
     taken: dict[str, list[int]] = {}
     for request in waiting:
+        assert request.id is not None  # a loaded row has its key
         result = session.exec(update(JobRequest).where(
             col(JobRequest.id) == request.id, col(JobRequest.done_at).is_(None),
             col(JobRequest.picked_by).is_(None) if request.picked_by is None

@@ -87,7 +87,7 @@ class CapacityAlert(SQLModel, table=True):
 
 
 class AlertChannel(SQLModel, table=True):
-    """A group robot; without a branch it receives every alert."""
+    """A group robot, or WeCom app messages to members (wecom_app); without a branch it receives every alert."""
 
     __tablename__ = "alert_channel"
     __table_args__ = (

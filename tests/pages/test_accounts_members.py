@@ -42,14 +42,14 @@ def test_hq_sees_the_reason_and_every_departed_member_by_store(session, org, mak
                        strict=True))
     assert reasons["kf_bj"].startswith("企业微信成员已离职（") and reasons["kf_bj"].endswith("账号已自动停用。")
     assert reasons["kf_gone"] == ""
-    assert t("accounts.departed.title") in [h.value for h in at.subheader]
+    assert "#### " + t("accounts.departed.title") in [m.value for m in at.markdown]
     assert column(at, t("accounts.departed.col.store")) == ["000101 北京朝阳大悦城店", "000201 上海浦东陆家嘴店",
                                                             t("accounts.departed.no_store")]
     assert column(at, t("accounts.departed.col.userid")) == ["kf_bj", "kf_sh", "kf_gone"]
     assert column(at, t("accounts.departed.col.customers")) == [3, 2, 1]
     assert column(at, t("accounts.departed.col.dimission_time")) == [format_display(LEFT_AT)] * 3
     assert t("accounts.departed.store_total", store="000101 北京朝阳大悦城店", members=1, customers=3) in [
-        m.value for m in at.markdown]
+        m.value for m in at.text]
     # The expandable list: the chosen member's customers.
     assert column(at, t("accounts.departed.col.external_userid")) == ["wmkf_bj0", "wmkf_bj1", "wmkf_bj2"]
     at.selectbox(key="accounts_departed_member").select("kf_sh").run()

@@ -20,6 +20,7 @@ from core.bindings.imports.read import _gc_paused
 from db.fastsql import insert_many
 from db.models import AccountStatus, BindingEndReason, BindingImport, BindingImportRow, ImportRowOutcome
 from db.models.imports import BindingImportBranch
+from db.typed import table_of
 
 
 class AlreadyImported(DomainError):
@@ -72,6 +73,7 @@ def _commit(session: Session, actor: Actor, preview: Preview, branch_id: int | N
     # anything is read.
     session.add(batch)
     session.flush()
+    assert batch.id is not None  # assigned by the flush
     snap = _load(session, actor, branch_id, [r.values for r in preview.rows], lock=True)
     if snap.basis != preview.basis:
         raise ConcurrentEdit("binding_import.changed_since_preview")
@@ -145,11 +147,11 @@ def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapsh
         figures[_COUNT_FIELDS[r.status]] += 1
         figures[4] += bool(r.warnings)
         figures[5] += r.creates_account
-    insert_many(connection, BindingImportBranch.__table__, [
+    insert_many(connection, table_of(BindingImportBranch), [
         {"import_id": import_id, "branch_id": branch, "total_rows": f[0], "new_count": f[1], "changed_count": f[2],
          "unchanged_count": f[3], "warning_count": f[4], "accounts_created": f[5]}
         for branch, f in per_branch.items()])
-    insert_many(connection, BindingImportRow.__table__, [{
+    insert_many(connection, table_of(BindingImportRow), [{
         "import_id": import_id, "row_number": r.row_number, "branch_id": stores[r.values["crm_store_id"]].branch_id,
         "crm_store_id": r.values["crm_store_id"], "store_name": r.values.get("store_name", "")[:200],
         "wecom_userid": r.values["wecom_userid"], "wecom_name": r.values["wecom_name"], "outcome": r.status,

@@ -2,10 +2,11 @@
 the state it rests on (read again and compared by the commit)."""
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Row, func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core.auth.permissions import Actor, Capability, require
 from core.bindings.imports.history import ImportSummary, _find_import, _summary
@@ -14,6 +15,7 @@ from core.directory.accounts import is_valid_userid
 from core.sheets import SheetRow
 from db.fastsql import one_of
 from db.models import Account, AccountStatus, Binding, Branch, ImportRowOutcome, Store, StoreStatus
+from db.typed import select_columns, table_of
 
 ERROR = "error"  # a row status beside the ImportRowOutcome values
 
@@ -99,19 +101,20 @@ def upload_branch(*, actor: Actor, branch_id: int | None) -> int | None:
 
 # Plain rows (not ORM objects) are read here: at 50,000 rows building ORM
 # instances alone would cost more than the whole benchmark budget.
-_STORE = Store.__table__
-_BINDING = Binding.__table__
-_ACCOUNT = Account.__table__
+_STORE = table_of(Store)
+_BINDING = table_of(Binding)
+_ACCOUNT = table_of(Account)
 _BOUND_ACCOUNT = _ACCOUNT.alias("bound_account")
 _BOUND_STORE = _STORE.alias("bound_store")
 
 
-def _store_rows(session: Session, crm_ids: list[str], lock: bool) -> list[Row]:
+def _store_rows(session: Session, crm_ids: list[str], lock: bool) -> Sequence[Row]:
     """The file's stores, each with its current binding and that binding's account."""
-    query = (select(_STORE.c.id, _STORE.c.crm_store_id, _STORE.c.name, _STORE.c.branch_id, _STORE.c.status,
-                    _STORE.c.version, _BINDING.c.id.label("binding_id"),
-                    _BINDING.c.account_id.label("bound_account_id"), _BINDING.c.version.label("binding_version"),
-                    _BINDING.c.shown.label("binding_shown"), _BOUND_ACCOUNT.c.userid.label("bound_userid"))
+    query = (select_columns(_STORE.c.id, _STORE.c.crm_store_id, _STORE.c.name, _STORE.c.branch_id,
+                            _STORE.c.status, _STORE.c.version, _BINDING.c.id.label("binding_id"),
+                            _BINDING.c.account_id.label("bound_account_id"),
+                            _BINDING.c.version.label("binding_version"), _BINDING.c.shown.label("binding_shown"),
+                            _BOUND_ACCOUNT.c.userid.label("bound_userid"))
              .select_from(_STORE.outerjoin(_BINDING, (_BINDING.c.store_id == _STORE.c.id)
                                            & _BINDING.c.ended_at.is_(None))
                           .outerjoin(_BOUND_ACCOUNT, _BOUND_ACCOUNT.c.id == _BINDING.c.account_id))
@@ -124,13 +127,13 @@ def _store_rows(session: Session, crm_ids: list[str], lock: bool) -> list[Row]:
     return session.execute(query).all()
 
 
-def _account_rows(session: Session, userids: list[str]) -> list[Row]:
+def _account_rows(session: Session, userids: list[str]) -> Sequence[Row]:
     """The accounts the file names (by lower-cased userid: userids are
     case-insensitive unique), each with the store it is current for."""
-    query = (select(_ACCOUNT.c.id, _ACCOUNT.c.userid, _ACCOUNT.c.status, _BINDING.c.id.label("binding_id"),
-                    _BINDING.c.store_id.label("bound_store_id"), _BINDING.c.version.label("binding_version"),
-                    _BOUND_STORE.c.crm_store_id.label("bound_crm_store_id"),
-                    _BOUND_STORE.c.name.label("bound_store_name"))
+    query = (select_columns(_ACCOUNT.c.id, _ACCOUNT.c.userid, _ACCOUNT.c.status, _BINDING.c.id.label("binding_id"),
+                            _BINDING.c.store_id.label("bound_store_id"), _BINDING.c.version.label("binding_version"),
+                            _BOUND_STORE.c.crm_store_id.label("bound_crm_store_id"),
+                            _BOUND_STORE.c.name.label("bound_store_name"))
              .select_from(_ACCOUNT.outerjoin(_BINDING, (_BINDING.c.account_id == _ACCOUNT.c.id)
                                              & _BINDING.c.ended_at.is_(None))
                           .outerjoin(_BOUND_STORE, _BOUND_STORE.c.id == _BINDING.c.store_id))
@@ -216,7 +219,7 @@ class _Snapshot:
 
 def _load(session: Session, actor: Actor, branch_id: int | None, values: list[dict[str, str]],
           lock: bool) -> _Snapshot:
-    branches = session.execute(select(Branch.id, Branch.code).order_by(Branch.id)).all()
+    branches = session.execute(select(Branch.id, Branch.code).order_by(col(Branch.id))).all()
     store_rows = _store_rows(session, sorted({v["crm_store_id"] for v in values if v.get("crm_store_id")}), lock)
     account_rows = _account_rows(session, sorted({v["wecom_userid"].lower() for v in values
                                                    if v.get("wecom_userid")}))
@@ -279,6 +282,7 @@ def _judge(actor: Actor, parsed: ParsedSheet, branch_id: int | None, snap: _Snap
         if row.errors:
             row.status = ERROR
             continue
+        assert store is not None  # a row without errors names a known store
         if store.binding_id is None:
             row.status = ImportRowOutcome.new.value
         elif account is not None and store.bound_account_id == account.id:
