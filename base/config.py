@@ -28,12 +28,17 @@ class Settings(BaseSettings):
     CAPACITY_DEFAULT_LIMIT: int = Field(default=5000, ge=1, le=1_000_000)
     CAPACITY_WARN_PCT: int = Field(default=70, ge=1, le=100)
     CAPACITY_CRITICAL_PCT: int = Field(default=90, ge=1, le=100)
+    # The usage at which a store moves to its standby account; 0 turns automatic switching off.
+    CAPACITY_SWITCH_PCT: int = Field(default=95, ge=0, le=100)
     # How often the sidecar syncs customer counts (the demo syncs every minute).
     CAPACITY_SYNC_INTERVAL_SECONDS: int = Field(default=600, ge=10, le=86_400)
     # The console's public URL: WeCom login redirects and the links in app messages.
     CONSOLE_BASE_URL: str = "http://localhost:8501"
     WECOM_LOGIN_BASE: str = "https://login.work.weixin.qq.com"
     WECOM_OAUTH_BASE: str = "https://open.weixin.qq.com"
+    # Comma-separated hosts robot and webhook URLs may use although they are not the platform's
+    # official host or resolve to an internal address (the demo simulator's, the tests').
+    ALERT_ALLOWED_HOSTS: str = ""
 
     @cached_property
     def database_url(self) -> str:

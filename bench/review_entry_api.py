@@ -24,14 +24,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
-from sqlalchemy import update  # noqa: E402
+from sqlalchemy import insert, update  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
+from base.timeutil import utcnow  # noqa: E402
 from bench.review_common import build  # noqa: E402
+from core import settings_store  # noqa: E402
 from core.auth import api_keys  # noqa: E402
 from core.auth.permissions import system_actor
 from db.engine import get_engine  # noqa: E402
-from db.models import Binding  # noqa: E402
+from db.models import Binding, ContactCode  # noqa: E402
 from tests.support.postgres import free_port  # noqa: E402
 
 # The app both routes share: the console's entry route and a constant one.
@@ -42,7 +44,9 @@ from starlette.routing import Route
 
 from console.web.entry_api import ROUTES
 
-CONSTANT = {"crm_store_id": "000001", "visible": True, "wecom_userid": "user000001", "wecom_name": "客服000001"}
+CONSTANT = {"crm_store_id": "000001", "visible": True, "wecom_userid": "user000001", "wecom_name": "客服000001",
+            "qr_code": "https://wework.qpic.cn/wwpic/000001_9f3a2c4e7b1d_1733212800/0",
+            "contact_link": "https://work.weixin.qq.com/ca/cawcde9f3a2c4e7b1d?customer_channel=000001"}
 
 
 async def bare(_request):
@@ -100,6 +104,15 @@ def main() -> None:
     with Session(get_engine(url)) as session:
         # Half the entries shown, so answers vary between visible and each reason.
         session.exec(update(Binding).where(Binding.id % 2 == 0).values(shown=True))
+        # Every store but one in 20 has its contact code (the rest answer no_code), half with a 获客链接, links on.
+        now = utcnow()
+        session.exec(insert(ContactCode), params=[
+            {"store_id": i, "state": f"{i:06d}", "config_id": f"cfg{i:06d}",
+             "qr_code": f"https://wework.qpic.cn/wwpic/{i:06d}_9f3a2c4e7b1d_1733212800/0", "userid": f"user{i:06d}",
+             "link_url": f"https://work.weixin.qq.com/ca/cawcde{i:06d}" if i % 2 else None,
+             "version": 1, "created_at": now, "updated_at": now}
+            for i in range(1, args.stores + 1) if i % 20])
+        settings_store.save(session=session, actor=system_actor("bench"), key="codes.links_enabled", value=True)
         _row, key = api_keys.create_api_key(session=session, actor=system_actor("bench"), name="bench")
         session.commit()
     (work / "bench_app.py").write_text(APP_MODULE)

@@ -2,25 +2,32 @@
 
 import html
 import logging
+from pathlib import Path
 
 import streamlit as st
 import streamlit.config
 
 from base.config import get_settings
-from console.navigation import pages_for
+from console.navigation import PAGES, PageSpec
 from console.ui.context import db, engine, logout_url, resolve_actor
+from console.ui.text import md
+from console.ui.widget_text import chinese_widget_text
+from core.auth.permissions import Actor
 from core.auth.users import branch_code_of
 from db.engine import DatabaseUnavailable, check_database
 from i18n import t
 
 log = logging.getLogger("console.app")
 
-st.set_page_config(page_title=t("app.title"), page_icon=":material/support_agent:", layout="wide")
+# A local image: a Material icon name would make the browser fetch the tab icon from Google's font host.
+ICON = Path(__file__).parent / "assets" / "icon.png"
+st.set_page_config(page_title=t("app.title"), page_icon=str(ICON), layout="wide")
+chinese_widget_text()
 
 try:
     check_database(engine())
 except DatabaseUnavailable as exc:
-    st.error(t("app.database_unreachable", reason=str(exc).split(": ", 1)[-1][:200]))
+    st.error(md("app.database_unreachable", reason=str(exc).split(": ", 1)[-1][:200]))
     st.stop()
 
 actor = resolve_actor()
@@ -30,20 +37,45 @@ if actor is None:
     st.link_button(t("login.go_to_login"), "/login", type="primary")
     st.stop()
 
+
+def forbidden_page(spec: PageSpec, actor: Actor):
+    """What a bookmarked page the role may not use shows instead of running it (and instead of
+    Streamlit's English "Page not found")."""
+    def forbidden() -> None:
+        st.title(t("nav.forbidden_title"))
+        st.error(t("nav.forbidden", page=t(spec.title_key), role=t(f"role.{actor.role.value}")))
+    return forbidden
+
+
+def start_page(first: st.Page):
+    """The root URL, "/": opens the role's first page, so that page keeps its own URL (a bookmark
+    of /overview works; Streamlit serves its default page at "/" only)."""
+    def start() -> None:
+        st.switch_page(first)
+    return start
+
+
 groups: dict[str, list] = {}
-for spec in pages_for(actor):
-    groups.setdefault(t(spec.group), []).append(
-        st.Page(spec.path, title=t(spec.title_key), icon=spec.icon, url_path=spec.url_path))
-# Thirteen pages at most: all of them stay listed (no English "View more" button).
+hidden: list = []
+for spec in PAGES:
+    if actor.can(spec.capability):
+        groups.setdefault(t(spec.group), []).append(
+            st.Page(spec.path, title=t(spec.title_key), icon=spec.icon, url_path=spec.url_path))
+    else:
+        hidden.append(st.Page(forbidden_page(spec, actor), title=t("nav.forbidden_title"),
+                              url_path=spec.url_path, visibility="hidden"))
+first_page = next(iter(groups.values()))[0]
+start = st.Page(start_page(first_page), title=t("app.title"), url_path="start", default=True, visibility="hidden")
+groups = {"": [start, *hidden], **groups}
 navigation = st.navigation(groups, expanded=True)
 
 settings = get_settings()
 with st.sidebar:
     st.markdown(f"**{t('app.title')}**")
-    st.caption(t("nav.signed_in_as", name=actor.name, role=t(f"role.{actor.role.value}")))
+    st.caption(md("nav.signed_in_as", name=actor.name, role=t(f"role.{actor.role.value}")))
     if actor.branch_scope is not None:
         with db() as session:
-            st.caption(t("nav.branch_scope", branch=branch_code_of(session, actor.branch_scope)))
+            st.caption(md("nav.branch_scope", branch=branch_code_of(session, actor.branch_scope)))
     if actor.expires_at is not None:
         from base.timeutil import format_display
 

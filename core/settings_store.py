@@ -43,10 +43,23 @@ register(SettingSpec("capacity.default_limit", lambda: get_settings().CAPACITY_D
 register(SettingSpec("capacity.warn_pct", lambda: get_settings().CAPACITY_WARN_PCT, int, 1, 100))
 register(SettingSpec("capacity.critical_pct", lambda: get_settings().CAPACITY_CRITICAL_PCT, int, 1, 100))
 register(SettingSpec("capacity.full_pct", lambda: 100, int, 1, 200))
+# A store moves to its standby account at this usage; 0 turns automatic switching off.
+register(SettingSpec("capacity.switch_pct", lambda: get_settings().CAPACITY_SWITCH_PCT, int, 0, 100))
 register(SettingSpec("capacity.hysteresis_pct", lambda: 5, int, 1, 50))
 register(SettingSpec("capacity.repeat_hours", lambda: 24, int, 1, 720))
 register(SettingSpec("capacity.alert_template", default_template, str))
 register(SettingSpec("wecom.calls_per_minute", lambda: 9000, int, 1, 10_000))
+# Accounts this many points below a level, or growing this many points of their limit a day, are listed every minute.
+register(SettingSpec("capacity.watch_band_pct", lambda: 10, int, 0, 50))
+register(SettingSpec("capacity.watch_growth_pct", lambda: 10, int, 1, 100))
+# Store contact codes: customers added without the member confirming each request.
+register(SettingSpec("codes.skip_verify", lambda: True, bool))
+# Off for chains whose App renders entries without our QR code: an entry may then be visible before its code exists.
+register(SettingSpec("codes.entry_needs_code", lambda: True, bool))
+# 获客链接 next to the QR code (they cost quota, so HQ turns them on).
+register(SettingSpec("codes.links_enabled", lambda: False, bool))
+# Under this many 获客链接 adds left, one alert (WeCom's own balance_low event fires under 20).
+register(SettingSpec("codes.links_balance_low", lambda: 20, int, 0, 1_000_000))
 # Off: only hq_admin may still log in with a password (break-glass); everyone else scans with WeCom.
 register(SettingSpec("auth.password_login", lambda: True, bool, capability=Capability.manage_users))
 

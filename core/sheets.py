@@ -18,7 +18,7 @@ from collections.abc import Generator, Iterable, Iterator
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from string import ascii_uppercase
-from xml.etree.ElementTree import iterparse
+from xml.etree.ElementTree import Element, iterparse
 
 from openpyxl.reader.excel import ExcelReader
 from openpyxl.utils.datetime import from_excel
@@ -28,9 +28,24 @@ from base.errors import DomainError
 
 MAX_BYTES = 10 * 1024 * 1024
 MAX_ROWS = 100_000
-# An .xlsx is a zip; refuse one that would inflate past this (zip bombs).
+# An .xlsx is a zip whose parts are XML; what reading costs is bounded by the
+# parts' inflated sizes (zipfile never inflates past a member's declared size).
+# Worksheets and the shared strings are streamed element by element, so each
+# may be large; every other XML part openpyxl parses whole, as a tree of some
+# 20 bytes of memory per byte of XML, so each is kept small. A 10 MB file of
+# 100,000 rows holds about 25–60 MB of worksheet XML.
+MAX_SHEET_PART_BYTES = 128 * 1024 * 1024
+MAX_OTHER_PART_BYTES = 8 * 1024 * 1024
 MAX_UNZIPPED_BYTES = 400 * 1024 * 1024
+# Worksheet XML inflates about 10–30×; far beyond, a part is a zip bomb (judged
+# per part, so a stored member of random bytes cannot dilute it).
 MAX_COMPRESSION_RATIO = 200
+_RATIO_FROM_BYTES = 1024 * 1024
+# Excel holds at most 32,767 characters in a cell; its runs and phonetic
+# guides stay far below this many elements.
+MAX_CELL_ELEMENTS = 10_000
+# The csv module's field limit: a CSV cell (a quoted one may span lines) longer than this is refused.
+MAX_CSV_CELL_CHARS = csv.field_size_limit()
 # Excel's own limits: a row or column beyond them is a crafted file.
 EXCEL_MAX_ROWS = 1_048_576
 EXCEL_MAX_COLUMNS = 16_384
@@ -199,12 +214,16 @@ def _csv_rows(text: str) -> RawRows:
     except csv.Error:
         delimiter = ","
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    number = 0
     try:
         for number, row in enumerate(reader, start=1):
             if any(row):
                 yield number, dict(enumerate(row)), None
-    except csv.Error:  # a NUL byte or a field of over 128 KB: not a table someone typed
-        raise SheetError("sheet.binary_file") from None
+    except csv.Error:
+        if "\0" in text:
+            raise SheetError("sheet.binary_file") from None
+        # Typically a quote that is never closed: the rest of the file reads as one cell.
+        raise SheetError("sheet.cell_too_long", row=number + 1, limit=MAX_CSV_CELL_CHARS) from None
 
 
 # --- xlsx -----------------------------------------------------------------------------------------------------
@@ -271,17 +290,47 @@ def _cell(element, shared_strings, date_styles: set[int], epoch) -> tuple[str, s
     return (value, "s")  # str (a formula's cached text), e (an error such as #N/A), d (ISO date)
 
 
+def _elements(source, keep: str) -> Iterator[Element]:
+    """The elements of an XML part as each ends, letting go of every one once
+    it has been seen, except those inside a `keep` element, which are let go
+    with it. Memory stays that of one `keep` element whatever else the part
+    holds; one with more than MAX_CELL_ELEMENTS elements is a crafted part."""
+    open_elements: list[Element] = []  # the open elements outside any `keep` element
+    push, pop = open_elements.append, open_elements.pop
+    depth = kept = 0  # how deep inside a `keep` element (0: outside); its elements so far
+    for event, element in iterparse(source, events=("start", "end")):
+        if event == "start":
+            if depth:
+                depth += 1
+                kept += 1
+                if kept > MAX_CELL_ELEMENTS:
+                    raise _DamagedSheet
+            else:
+                push(element)
+                if element.tag == keep:
+                    depth = kept = 1
+            continue
+        if depth > 1:
+            depth -= 1
+            continue
+        depth = 0
+        pop()
+        yield element
+        if open_elements:
+            # Each element is let go as it ends, so this one is its parent's only child.
+            del open_elements[-1][-1]
+
+
 def _shared_strings(source) -> list[str]:
     """The workbook's shared string table: each <si> is plain text (<t>) or rich
     text runs (<r><t>); phonetic guides (<rPh>) are not part of the value."""
     strings: list[str] = []
-    for _event, node in iterparse(source):
+    for node in _elements(source, _SHARED):
         if node.tag == _SHARED:
             plain = node.find(_TEXT)
             text = plain.text or "" if plain is not None else \
                 "".join(run.findtext(_TEXT) or "" for run in node.findall(_RUN))
             strings.append(text.replace("x005F_", ""))
-            node.clear()
     return strings
 
 
@@ -296,6 +345,27 @@ class _WorkbookReader(ExcelReader):
                 self.shared_strings = _shared_strings(source)
 
 
+def _is_streamed(name: str) -> bool:
+    return name.startswith("xl/worksheets/") and name.count("/") == 2 or name == "xl/sharedStrings.xml"
+
+
+def _check_parts(infos: list[zipfile.ZipInfo]) -> None:
+    """Refuse a workbook whose parts would inflate past what reading it may cost."""
+    if sum(i.file_size for i in infos) > MAX_UNZIPPED_BYTES:
+        raise SheetError("sheet.zip_bomb")
+    for info in infos:
+        if _is_streamed(info.filename):
+            if info.file_size > MAX_SHEET_PART_BYTES:
+                raise SheetError("sheet.part_too_large", part=info.filename[:100],
+                                 limit_mb=MAX_SHEET_PART_BYTES // (1024 * 1024))
+            if info.file_size > _RATIO_FROM_BYTES and \
+                    info.file_size / max(1, info.compress_size) > MAX_COMPRESSION_RATIO:
+                raise SheetError("sheet.zip_bomb")
+        elif info.file_size > MAX_OTHER_PART_BYTES and info.filename.endswith((".xml", ".rels", ".vml")):
+            raise SheetError("sheet.part_too_large", part=info.filename[:100],
+                             limit_mb=MAX_OTHER_PART_BYTES // (1024 * 1024))
+
+
 @contextmanager
 def _open_workbook(data: bytes):
     try:
@@ -306,10 +376,7 @@ def _open_workbook(data: bytes):
         raise SheetError("sheet.not_a_workbook", filename="") from None
     if "xl/workbook.xml" not in names:
         raise SheetError("sheet.not_a_workbook", filename="")
-    unzipped = sum(i.file_size for i in infos)
-    compressed = max(1, sum(i.compress_size for i in infos))
-    if unzipped > MAX_UNZIPPED_BYTES or unzipped / compressed > MAX_COMPRESSION_RATIO:
-        raise SheetError("sheet.zip_bomb")
+    _check_parts(infos)
     try:
         reader = _WorkbookReader(io.BytesIO(data), read_only=True, keep_vba=False, data_only=False,
                                  keep_links=False)
@@ -334,7 +401,7 @@ def _xlsx_rows(worksheet, workbook) -> RawRows:
             texts: dict[int, str] = {}
             kinds: dict[int, str] | None = None
             last_row, position = 0, -1
-            for _event, element in iterparse(source):
+            for element in _elements(source, _CELL):
                 tag = element.tag
                 if tag == _CELL:
                     reference = element.get("r")
@@ -368,7 +435,6 @@ def _xlsx_rows(worksheet, workbook) -> RawRows:
                         yield last_row, texts, kinds
                         texts, kinds = {}, None
                     position = -1
-                    element.clear()
     except SheetError:
         raise
     except Exception:  # a damaged or crafted sheet part fails in many ways

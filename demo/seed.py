@@ -40,7 +40,8 @@ STORES_PER_BRANCH = 75
 # The WeCom member the BJ branch manager is (QR login and app messages in the demo).
 BJ_MANAGER_MEMBER = "bj.manager"
 # "module:function", each (session, rng) -> None
-DEMO_EXTENSIONS: list[str] = ["demo.funnel:seed_funnel", "demo.capacity:seed_capacity", "demo.people:seed_people"]
+DEMO_EXTENSIONS: list[str] = ["demo.funnel:seed_funnel", "demo.standby:seed_standby", "demo.capacity:seed_capacity",
+                               "demo.people:seed_people"]
 
 
 @dataclass(frozen=True)

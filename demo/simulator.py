@@ -11,6 +11,8 @@ customers over time. `GET /_simulator/inbox` lists what the robots received.
 
 Members, QR/OAuth2 login, app messages (`GET /_simulator/app_inbox`), departed
 members' customers and `change_contact` callbacks: demo/simulator_people.py.
+获客链接, their quota and statistics (`GET /_simulator/ca/<link_id>` is a customer
+adding through one): demo/simulator_links.py.
 """
 
 import base64
@@ -27,6 +29,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from demo.simulator_codes import NO_CUSTOMER_CONTACT, USER_NOT_FOUND, ContactWays
+from demo.simulator_links import AcquisitionLinks
 from demo.simulator_people import (
     CODE_TTL_SECONDS,
     LEFT,
@@ -99,6 +103,11 @@ class WeComSimulator:
                              member_per_minute=member_per_minute, member_per_hour=member_per_hour,
                              callback_url=callback_url, callback_token=callback_token,
                              callback_aes_key=callback_aes_key)
+        self.codes = ContactWays(corp_id=corp_id, agent_id=self.agent_id, base_url=lambda: self.base_url,
+                                 member_errcode=self._way_member_errcode, added=self._customer_added,
+                                 callback_url=callback_url, callback_crypto=self.people.crypto)
+        self.links = AcquisitionLinks(base_url=lambda: self.base_url, member_errcode=self._way_member_errcode,
+                                      added=self._link_added)
         simulator = self
 
         class Handler(_Handler):
@@ -190,6 +199,24 @@ class WeComSimulator:
         """What members received as app messages (after the limits and the duplicate check)."""
         return self.people.messages()
 
+    def _way_member_errcode(self, userid: str) -> int:
+        """Whether a member may serve a contact way: known, active, with customer contact."""
+        key = userid.lower()
+        with self._lock:
+            known = key in self.customers
+        if key not in self.people.members and not known:
+            return USER_NOT_FOUND
+        return 0 if self.people.may_follow(key) else NO_CUSTOMER_CONTACT
+
+    def _link_added(self, userid: str, state: str) -> int | None:
+        """A customer added the member through a 获客链接: counted, and the console told."""
+        self._customer_added(userid)
+        return self.codes.post_added(userid, f"wmsimca{secrets.token_hex(8)}", state)
+
+    def _customer_added(self, userid: str) -> None:
+        with self._lock:
+            self.customers[userid.lower()] = self.customers.get(userid.lower(), 0) + 1
+
     def _change_status(self, userid: str, status: int) -> None:
         customers = 0
         if status == LEFT:
@@ -250,8 +277,11 @@ class WeComSimulator:
         if api == "externalcontact/get_follow_user_list":
             with self._lock:
                 keys = list(self.customers)
+            # Members with customer contact follow too before their first customer.
+            keys += [key for key in self.people.contact_members() if key not in keys]
             return {"errcode": 0, "errmsg": "ok",
-                    "follow_user": [self.userids.get(key, key) for key in keys if self.people.may_follow(key)]}
+                    "follow_user": [self.userids.get(key) or self.people.userid_of(key)
+                                    for key in keys if self.people.may_follow(key)]}
         if api == "externalcontact/list":
             userid = query.get("userid", "")
             with self._lock:
@@ -266,7 +296,11 @@ class WeComSimulator:
             # Known only by its customers (tests that set counts alone): an active member, as in the follow list.
             if serving is not None and key not in self.people.members:
                 return {"errcode": 0, "errmsg": "ok", "userid": serving, "name": serving, "status": 1}
-        answer = self.people.api(api, query, body or {})
+        answer = self.codes.api(api, body or {})
+        if answer is None:
+            answer = self.links.api(api, body or {})
+        if answer is None:
+            answer = self.people.api(api, query, body or {})
         return answer if answer is not None else {"errcode": 48002, "errmsg": "api forbidden"}
 
     def robot(self, kind: str, robot: str, query: dict[str, str], body: dict[str, Any]) -> tuple[int, dict]:
@@ -406,6 +440,19 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if method == "GET" and path in ("/wwlogin/sso/login", "/connect/oauth2/authorize"):
             self._send_page(sim.people.picker(query, qr_login=path == "/wwlogin/sso/login"))
+            return
+        if method == "GET" and path.startswith("/_simulator/qr/") and path.endswith(".png"):
+            png = sim.codes.qr_png(path[len("/_simulator/qr/"):-len(".png")])
+            if png is None:
+                self._send(404, {"error": "unknown config_id"})
+            else:
+                self._send_bytes(200, png, "image/png")
+            return
+        if method == "GET" and path.startswith("/_simulator/ca/"):
+            self._send_page(sim.links.open(path.rsplit("/", 1)[-1], query.get("customer_channel", "")))
+            return
+        if method == "GET" and path.startswith("/_simulator/contact/"):
+            self._send_page(sim.codes.scan(path.rsplit("/", 1)[-1]))
             return
         if method == "GET" and path == "/_simulator/scan":
             self._send_page(sim.people.scan(query))

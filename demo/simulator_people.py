@@ -110,6 +110,16 @@ class People:
             member = self.members.get(key)
         return member is None or (member.status == ACTIVE and member.customer_contact)
 
+    def contact_members(self) -> list[str]:
+        """Lower-cased userids of the active members with customer contact."""
+        with self._lock:
+            return [key for key, member in self.members.items() if member.status == ACTIVE and member.customer_contact]
+
+    def userid_of(self, key: str) -> str:
+        with self._lock:
+            member = self.members.get(key)
+        return member.userid if member else key
+
     def change_status(self, userid: str, status: int, customers: int) -> None:
         """A member's new status; one who left hands `customers` over for transfer."""
         now = int(time.time())

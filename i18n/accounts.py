@@ -41,6 +41,8 @@ ZH_CN = {
     "accounts.alert.member_left": "{store}（{crm_store_id}）的企微账号 {name}(账号:{userid}) 已离职，门店入口已下线，请尽快换号。",
     "accounts.alert.member_disabled":
         "{store}（{crm_store_id}）的企微账号 {name}(账号:{userid}) 已被停用，门店入口已下线，请尽快换号。",
+    "accounts.alert.member_left_switched": "{store}（{crm_store_id}）的企微账号 {name}(账号:{userid}) 已离职，门店已自动换到备用号 {new_name}(账号:{new})，入口保持显示，二维码不变。",
+    "accounts.alert.member_disabled_switched": "{store}（{crm_store_id}）的企微账号 {name}(账号:{userid}) 已被停用，门店已自动换到备用号 {new_name}(账号:{new})，入口保持显示，二维码不变。",
 
     "accounts.departed.title": "离职成员待分配客户",
     "accounts.departed.caption": "企业微信中已离职成员名下、尚未分配给其他成员的客户（每日同步成员状态时更新），按成员最近服务的门店列出。",

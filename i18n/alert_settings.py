@@ -3,6 +3,10 @@
 ZH_CN = {
     "alert_settings.title": "告警设置",
     "alert_settings.thresholds": "容量阈值",
+    "alert_settings.switch": "自动换号",
+    "alert_settings.switch_pct": "自动换号线（%，0 为关闭）",
+    "alert_settings.switch_help": "门店当前账号的客户容量达到这条线时，调度进程会把门店换到它的第一个低于自身预警线的备用号：二维码不变、入口保持显示，并在群里通知；没有可用备用号时发一条严重告警。0 表示关闭自动换号。",
+    "alert_settings.save_switch": "保存自动换号线",
     "alert_settings.warn_pct": "预警线（%）",
     "alert_settings.critical_pct": "严重线（%）",
     "alert_settings.full_pct": "已满线（%）",

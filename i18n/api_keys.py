@@ -6,6 +6,7 @@ ZH_CN = {
     "api_keys.create": "生成密钥",
     "api_keys.created": "新密钥如下，仅显示这一次，请立即妥善保存：",
     "api_keys.revoke": "吊销",
+    "api_keys.pick_placeholder": "选择要吊销的密钥",
     "api_keys.revoked": "已吊销",
     "api_keys.active": "有效",
     "api_keys.bad_name": "请填写 1–100 字的名称。",

@@ -27,6 +27,12 @@ ZH_CN = {
     "common.to": "结束日期",
     "common.saved": "已保存。",
     "common.no_rows": "没有符合条件的记录。",
+    "common.upload_button": "选择文件",
+    "common.upload_drop": "或把文件拖到这里",
+    "common.export.filters": "筛选条件",
+    "common.export.table": "表格",
+    "common.export.at": "导出时间",
+    "common.export.search": "搜索",
     # A problem stored as words before problems were stored as key + params (migration 0010).
     "common.legacy_text": "{text}",
     "error.permission_denied": "您没有权限执行此操作。",

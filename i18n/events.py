@@ -24,6 +24,8 @@ ZH_CN = {
     "events.file_columns": "CSV 缺少必需的列：{columns}。",
     "events.file_encoding": "无法识别文件编码，请另存为 UTF-8 或 GBK 编码。",
     "events.file_empty": "文件中没有事件。",
+    "events.file_bad_csv": "CSV 在第 {line} 行附近无法读取（常见原因：某个引号没有配对、一行过长或含有二进制内容），导入在此停止（之前的批次已保存，修正后可重新导入）。",
+    "events.file_line_too_long": "这一行超过 {limit:,} 个字符，不是埋点事件，已跳过",
 }
 
 EN = {

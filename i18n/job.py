@@ -3,6 +3,10 @@
 ZH_CN = {
     "job.directory.sync_members": "同步成员状态",
     "job.capacity.sync_counts": "同步客户数",
+    "job.codes.sync": "同步门店活码",
+    "job.codes.reconcile": "核对门店活码",
+    "job.codes.links": "同步获客链接",
+    "job.capacity.switch": "容量满自动换号",
     "job.capacity.evaluate": "评估容量",
     "job.alerts.deliver": "发送告警",
     "job.capacity.purge_snapshots": "清理过期快照",

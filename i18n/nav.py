@@ -6,4 +6,6 @@ ZH_CN = {
     "nav.expires": "账号有效期至 {date}",
     "nav.group.main": "运营",
     "nav.group.admin": "管理",
+    "nav.forbidden_title": "无权访问",
+    "nav.forbidden": "您的角色（{role}）不能打开「{page}」页面。如需使用，请联系总部管理员。",
 }

@@ -15,6 +15,8 @@ ZH_CN = {
     "sheet.binary_file": "文件内容不是表格（可能是图片或其他二进制文件改了扩展名）。",
     "sheet.unknown_encoding": "无法识别文件编码，请另存为 UTF-8 或 GBK 编码的 CSV，或 .xlsx。",
     "sheet.zip_bomb": "文件解压后过大，已拒绝处理。",
+    "sheet.part_too_large": "工作簿中的“{part}”解压后超过 {limit_mb} MB，已拒绝处理；请把数据复制到新工作簿，另存为 .xlsx 或 CSV 后上传。",
+    "sheet.cell_too_long": "第 {row} 行起有一个单元格超过 {limit} 个字符，文件无法按表格读取；常见原因是某个引号（\"）没有配对，请检查该行后重新上传。",
     "sheet.no_rows": "文件中没有数据行。",
     "sheet.missing_columns": "缺少必需的列：{columns}。请使用系统提供的模板。",
 }

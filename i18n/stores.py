@@ -28,6 +28,7 @@ ZH_CN = {
     "stores.import": "导入 CRM 门店表",
     "stores.import_help": "列：分公司编码、分公司名称、CRM门店ID、门店名称、状态（营业/关闭）。全部校验通过才会写入。",
     "stores.import_done": "导入完成：新增 {created}，更新 {updated}，未变 {unchanged}，新分公司 {branches_created}。",
+    "stores.changed_during_import": "导入期间有门店或绑定被他人修改，本次导入未写入任何内容，请重新导入。",
     "stores.import_failed": "文件中有 {count} 行错误，未写入任何数据：",
     "stores.import_col.row": "行号",
     "stores.import_col.reason": "原因",

@@ -14,5 +14,9 @@ ZH_CN = {
     "wecom.reason.busy": "企业微信系统繁忙（-1），重试 3 次仍失败。",
     "wecom.reason.network": "无法连接企业微信接口（网络错误）：{errmsg}",
     "wecom.reason.not_in_follow_list": "该成员不在可使用客户联系的成员列表中（未开通客户联系或不在应用可见范围）。",
+    "wecom.reason.no_customer_contact_permission": "该成员没有客户联系权限（84074），请在「客户联系」权限中为其开通后再生成门店活码。",
+    "wecom.reason.invalid_parameter": "企业微信认为参数不合法（40058）：{errmsg}",
+    "wecom.reason.contact_way_not_found": "企业微信中已找不到这个联系我二维码（41044），可能已在别处删除，将重新生成。",
+    "wecom.reason.contact_way_quota": "企业通过接口生成的联系我二维码已达 50 万上限（84063），请删除不再使用的二维码。",
     "wecom.reason.other": "企业微信返回错误 {errcode}：{errmsg}",
 }

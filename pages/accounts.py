@@ -6,6 +6,7 @@ from base.problems import Problem
 from base.timeutil import format_display
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
+from console.ui.text import md
 from console.ui.ticked_rows import TickedTable
 from console.ui.widgets import download_buttons, page_window, pager
 from core import settings_store
@@ -67,7 +68,7 @@ with db() as session:
 table = TickedTable(TABLE_KEY, (filters, offset, limit), lambda seen, fresh: seen.account_id == fresh.account_id)
 picked, moved = table.ticked(rows) if can_edit else ([], [])
 if moved:
-    st.warning(t("accounts.selection_changed", account=moved[0].userid))
+    st.warning(md("accounts.selection_changed", account=moved[0].userid))
 if not rows:
     st.caption(t("common.no_rows"))
 table.render(account_frame(rows), rows, selectable=can_edit, hide_index=True, width="stretch",
@@ -90,7 +91,7 @@ def edit_form(basis: account_service.AccountRow) -> None:
     """The edit form of one account, saved against the version it was opened with."""
     ref = basis.account_id
     limit_key, status_key = f"accounts_edit_limit_{ref}", f"accounts_edit_status_{ref}"
-    st.subheader(t("accounts.edit_title", userid=basis.userid, name=basis.name))
+    st.subheader(md("accounts.edit_title", userid=basis.userid, name=basis.name))
     conflict = st.session_state.pop(CONFLICT_KEY, None)
     if conflict:
         st.error(conflict)
@@ -102,7 +103,7 @@ def edit_form(basis: account_service.AccountRow) -> None:
         new_status = st.selectbox(t("accounts.col.status"), statuses, index=statuses.index(basis.status),
                                   format_func=lambda s: t(f"account_status.{s}"), key=status_key)
         if new_status == AccountStatus.disabled and basis.crm_store_id:
-            st.caption(t("accounts.disable_note", store=basis.crm_store_id))
+            st.caption(md("accounts.disable_note", store=basis.crm_store_id))
         if not st.form_submit_button(t("common.save"), type="primary"):
             return
     with showing_errors():
@@ -117,14 +118,14 @@ def edit_form(basis: account_service.AccountRow) -> None:
             with db() as session:
                 fresh = account_service.account_row(session=session, actor=actor, account_id=ref)
             # Show what the other operator changed, and reload the form with it.
-            st.session_state[CONFLICT_KEY] = t("accounts.conflict", userid=basis.userid,
+            st.session_state[CONFLICT_KEY] = md("accounts.conflict", userid=basis.userid,
                                                changes=describe_changes(basis, fresh))
             st.session_state[BASIS_KEY] = fresh
             del st.session_state[limit_key], st.session_state[status_key]
             st.rerun()
         table.clear()
         st.session_state.pop(BASIS_KEY, None)
-        st.session_state["accounts_flash"] = t("accounts.saved", userid=basis.userid)
+        st.session_state["accounts_flash"] = md("accounts.saved", userid=basis.userid)
         st.rerun()
 
 
@@ -141,7 +142,10 @@ if can_edit:
 if total and st.toggle(t("accounts.export"), key="accounts_export"):
     with db() as session:
         all_rows, _ = account_service.search_accounts(session=session, actor=actor, filters=filters, limit=total)
-    download_buttons(account_frame(all_rows), "accounts", "accounts_dl")
+    download_buttons(account_frame(all_rows), t("accounts.title"), [
+        (t("accounts.filter.status"), status_options[status]), (t("accounts.filter.bound"), bound_options[bound]),
+        (t("accounts.filter.usage"), usage_options[usage]),
+        *([(t("common.export.search"), search.strip())] if search.strip() else [])], "accounts_dl")
 
 
 def departed_section() -> None:

@@ -5,13 +5,15 @@ from base.problems import Problem
 from base.timeutil import format_display
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
+from console.ui.text import md
 from core import settings_store
 from core.alerts import channels as channel_service
 from core.auth.permissions import Capability
 from core.capacity import alert_settings
 from core.capacity.template import PLACEHOLDERS, default_template
 from core.capacity.usage import visible_branches
-from db.models import ChannelKind
+from core.codes import links
+from db.models import ChannelKind, Role
 from i18n import error_text, t
 
 actor = page_actor(Capability.manage_alerts)
@@ -51,6 +53,16 @@ else:
                                                    full=full, hysteresis=hysteresis, repeat_hours=repeat)
                 st.success(t("common.saved"))
 
+    st.subheader(t("alert_settings.switch"))
+    with st.form("alert_switch"):
+        switch_pct = st.number_input(t("alert_settings.switch_pct"), 0, 100, int(values["capacity.switch_pct"]),
+                                     key="switch_pct", help=t("alert_settings.switch_help"))
+        if st.form_submit_button(t("alert_settings.save_switch")):
+            with showing_errors():
+                with db() as session:
+                    settings_store.save(session=session, actor=actor, key="capacity.switch_pct", value=switch_pct)
+                st.success(t("common.saved"))
+
     st.subheader(t("alert_settings.sync"))
     with st.form("alert_sync"):
         cols = st.columns(2)
@@ -83,6 +95,45 @@ else:
             st.success(t("common.saved"))
             st.caption(t("alert_settings.template_preview"))
             st.code(alert_settings.preview(saved), language=None)
+
+    st.subheader(t("links.settings.title"))
+    st.caption(t("links.settings.caption"))
+    with db() as session:
+        quota = links.quota_view(session=session, actor=actor)
+    if quota.balance is not None and quota.read_at is not None:
+        st.caption(t("links.settings.quota", balance=quota.balance, total=quota.total,
+                     at=format_display(quota.read_at)))
+    else:
+        st.caption(t("links.settings.quota_unknown"))
+    if quota.problem:
+        st.warning(md("links.settings.quota_problem", problem=error_text(Problem.decode(quota.problem))))
+    with st.form("links_settings"):
+        links_on = st.toggle(t("links.settings.enabled"), bool(values["codes.links_enabled"]), key="links_enabled")
+        balance_low = st.number_input(t("links.settings.balance_low"), 0, 1_000_000,
+                                      int(values["codes.links_balance_low"]), key="links_balance_low")
+        skip_verify = st.toggle(t("links.settings.skip_verify"), bool(values["codes.skip_verify"]),
+                                key="links_skip_verify")
+        if st.form_submit_button(t("links.settings.save")):
+            with showing_errors():
+                wanted = {"codes.links_enabled": links_on, "codes.links_balance_low": balance_low,
+                          "codes.skip_verify": skip_verify}
+                with db() as session:
+                    # Only what changed, so the audit log names what the operator changed.
+                    for key, value in wanted.items():
+                        if value != values[key]:
+                            settings_store.save(session=session, actor=actor, key=key, value=value)
+                st.success(t("links.settings.saved"))
+
+    st.subheader(t("codes.settings.title"))
+    with st.form("codes_settings"):
+        needs_code = st.toggle(t("codes.settings.entry_needs_code"), bool(values["codes.entry_needs_code"]),
+                               help=t("codes.settings.entry_needs_code_help"), key="codes_entry_needs_code")
+        if st.form_submit_button(t("codes.settings.save")):
+            with showing_errors():
+                with db() as session:
+                    settings_store.save(session=session, actor=actor, key="codes.entry_needs_code",
+                                        value=needs_code)
+                st.success(t("common.saved"))
 
 
 def recipients_text(channel) -> str:
@@ -121,7 +172,7 @@ if channel_rows:
             with db() as session:
                 invalid = channel_service.send_test(session=session, actor=actor, channel_id=chosen)
             if invalid:
-                st.warning(t("alert_settings.test_partly", members=", ".join(invalid)))
+                st.warning(md("alert_settings.test_partly", members=", ".join(invalid)))
             else:
                 st.success(t("alert_settings.test_ok"))
     if right.button(t("alert_settings.toggle"), key="channel_toggle"):
@@ -137,7 +188,9 @@ else:
 st.subheader(t("alert_settings.add_channel"))
 branch_codes = {code: f"{code} {name}" for _id, code, name in branches}
 with st.form("channel_add", clear_on_submit=False):
-    kind = st.selectbox(t("alert_settings.kind"), ["wecom", "dingtalk", "feishu", "webhook"], key="channel_kind",
+    # A generic webhook may point anywhere public: HQ's administrator alone adds one (checked again in core).
+    kinds = ["wecom", "dingtalk", "feishu"] + (["webhook"] if actor.role == Role.hq_admin else [])
+    kind = st.selectbox(t("alert_settings.kind"), kinds, key="channel_kind",
                         format_func=lambda k: t(f"channel_kind.{k}"))
     name = st.text_input(t("alert_settings.name"), key="channel_name")
     url = st.text_input(t("alert_settings.url"), key="channel_url")
@@ -151,7 +204,7 @@ with st.form("channel_add", clear_on_submit=False):
             with db() as session:
                 channel = channel_service.add_channel(session=session, actor=actor, kind=kind, url=url, secret=secret,
                                                       branch_code=branch_code, name=name)
-            st.success(t("alert_settings.added", name=channel.name))
+            st.success(md("alert_settings.added", name=channel.name))
             st.rerun()
 
 st.subheader(t("alert_settings.add_app_channel"))
@@ -169,5 +222,5 @@ with st.form("app_channel_add", clear_on_submit=False):
                 channel = channel_service.add_channel(session=session, actor=actor, kind=ChannelKind.wecom_app,
                                                       members=app_members, to_branch_managers=app_managers,
                                                       branch_code=app_branch, name=app_name)
-            st.success(t("alert_settings.added", name=channel.name))
+            st.success(md("alert_settings.added", name=channel.name))
             st.rerun()

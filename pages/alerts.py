@@ -9,6 +9,7 @@ from base.problems import Problem
 from base.timeutil import display_zone, format_display
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
+from console.ui.text import md
 from console.ui.widgets import page_window, pager
 from core.alerts import channels as channel_service
 from core.alerts import log as alert_log
@@ -72,7 +73,7 @@ pager(total, "alerts_list")
 unacknowledged = {r.alert.id: r for r in rows if r.alert.acknowledged_at is None and r.alert.notified}
 with st.form("alerts_ack"):
     chosen = st.multiselect(t("alerts.ack_select"), list(unacknowledged), key="alerts_ack_ids",
-                            placeholder=t("alerts.choose"),
+                            placeholder=t("alerts.choose"), select_all=False,
                             format_func=lambda a: f"#{a} {unacknowledged[a].userid} "
                                                   f"{t(f'capacity.level.{unacknowledged[a].alert.level}')}")
     if st.form_submit_button(t("alerts.ack_button")):
@@ -112,7 +113,8 @@ pager(d_total, "alerts_deliveries")
 failed = [d.delivery.id for d in deliveries if d.delivery.status == "failed"]
 if failed:
     with st.form("alerts_retry"):
-        retry = st.multiselect(t("alerts.retry_select"), failed, key="alerts_retry_ids", placeholder=t("alerts.choose"))
+        retry = st.multiselect(t("alerts.retry_select"), failed, key="alerts_retry_ids", placeholder=t("alerts.choose"),
+                               select_all=False)
         if st.form_submit_button(t("alerts.retry_button")):
             with showing_errors():
                 with db() as session:
@@ -128,16 +130,19 @@ if settings.uses_wecom_simulator:
     except (httpx.HTTPError, ValueError) as exc:
         st.warning(t("alerts.inbox_unreachable", reason=type(exc).__name__))
     else:
-        if not inbox:
-            st.caption(t("alerts.inbox_empty"))
         with db() as session:
             names = channel_service.channel_names_by_robot(session=session, actor=actor)
         by_robot: dict[tuple[str, str], list[dict]] = {}
         for message in inbox:
-            by_robot.setdefault((message["kind"], message["robot"]), []).append(message)
+            robot_of = (message["kind"], message["robot"])
+            # A branch-scoped user sees its own channels' robots only: HQ's robot hears every branch.
+            if actor.branch_scope is None or robot_of in names:
+                by_robot.setdefault(robot_of, []).append(message)
+        if not by_robot:
+            st.caption(t("alerts.inbox_empty"))
         # One section per robot group: a branch's alert reaches its branch group and the HQ group.
         for (kind, robot), messages in sorted(by_robot.items(), key=lambda item: names.get(item[0], item[0][1])):
-            st.markdown(t("alerts.inbox.robot", name=names.get((kind, robot), robot),
+            st.markdown(md("alerts.inbox.robot", name=names.get((kind, robot), robot),
                           kind=t("channel_kind." + kind), count=len(messages)))
             st.dataframe(pd.DataFrame([{
                 t("alerts.inbox.col.time"): datetime.fromtimestamp(m["received_at"], UTC).astimezone(
@@ -161,7 +166,7 @@ if settings.uses_wecom_simulator:
         if not by_member:
             st.caption(t("alerts.inbox_empty"))
         for userid, messages in sorted(by_member.items()):
-            st.markdown(t("alerts.app_inbox.member", userid=userid, count=len(messages)))
+            st.markdown(md("alerts.app_inbox.member", userid=userid, count=len(messages)))
             st.dataframe(pd.DataFrame([{
                 t("alerts.inbox.col.time"): datetime.fromtimestamp(m["at"], UTC).astimezone(
                     display_zone()).strftime("%Y-%m-%d %H:%M:%S"),

@@ -5,7 +5,8 @@ import streamlit as st
 
 from base.timeutil import format_display, to_storage
 from console.ui.context import db, page_actor
-from console.ui.widgets import download_buttons, page_window, pager
+from console.ui.records import change_text
+from console.ui.widgets import download_buttons, page_window, pager, table
 from core import audit as audit_service
 from core.auth.permissions import Capability
 from i18n import label, t
@@ -15,20 +16,20 @@ st.title(t("audit.title"))
 
 
 def action_label(code: str | None) -> str:
-    return label(f"audit.action.{code}", code) if code else t("common.all")
+    return label(f"audit.action.{code}", t("audit.field.other", field=code)) if code else t("common.all")
 
 
 def entity_label(code: str | None) -> str:
-    return label(f"audit.entity.{code}", code) if code else t("common.all")
+    return label(f"audit.entity.{code}", t("audit.field.other", field=code)) if code else t("common.all")
 
 
 def audit_frame(entries: list) -> pd.DataFrame:
     return pd.DataFrame([{
         t("audit.at"): format_display(e.at, "%Y-%m-%d %H:%M:%S"), t("audit.actor"): e.actor_name,
         t("audit.action"): action_label(e.action), t("audit.entity_type"): entity_label(e.entity_type),
-        t("audit.entity_id"): e.entity_id, t("audit.before"): e.before_json or "", t("audit.after"): e.after_json or "",
+        t("audit.entity_id"): e.entity_id, t("audit.change"): change_text(e.entity_type, e.before_json, e.after_json),
     } for e in entries], columns=[t(k) for k in ("audit.at", "audit.actor", "audit.action", "audit.entity_type",
-                                                 "audit.entity_id", "audit.before", "audit.after")])
+                                                 "audit.entity_id", "audit.change")])
 
 
 with db() as session:
@@ -50,9 +51,7 @@ offset, limit = page_window("audit")
 with db() as session:
     entries, total = audit_service.search(session=session, actor=actor, filters=filters, offset=offset, limit=limit)
 frame = audit_frame(entries)
-if frame.empty:
-    st.caption(t("common.no_rows"))
-st.dataframe(frame, hide_index=True, width="stretch")
+table(frame, column_config={t("audit.change"): st.column_config.TextColumn(width="large")})
 pager(total, "audit")
 # The export is the whole filtered result, built only when asked for.
 if total and st.toggle(t("audit.export_all"), key="audit_export"):
@@ -61,4 +60,8 @@ if total and st.toggle(t("audit.export_all"), key="audit_export"):
                                              limit=audit_service.EXPORT_LIMIT)
     if total > audit_service.EXPORT_LIMIT:
         st.warning(t("audit.export_capped", total=total, limit=audit_service.EXPORT_LIMIT))
-    download_buttons(audit_frame(everything), "audit", "audit_dl")
+    download_buttons(audit_frame(everything), t("audit.title"), [(label_text, value) for label_text, value in [
+        (t("audit.actor"), actor_name), (t("audit.action"), action_label(action)),
+        (t("audit.entity_type"), entity_label(entity_type)), (t("audit.entity_id"), entity_id),
+        (t("audit.since"), since.isoformat() if since else ""), (t("audit.until"), until.isoformat() if until else "")]
+        if value], "audit_dl")

@@ -3,15 +3,18 @@ import hashlib
 import pandas as pd
 import streamlit as st
 
-from base.errors import ConcurrentEdit
+from base.errors import ConcurrentEdit, DomainError
 from base.timeutil import format_display
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
+from console.ui.text import md, md_error
 from console.ui.widgets import page_window, pager
 from core.auth.permissions import Capability
 from core.bindings.imports import commit, judge, read, template
 from core.bindings.imports.flow import NextStep, next_step
 from core.directory import stores as store_service
+from core.directory.known_members import CheckState
+from core.exports import file_name
 from i18n import error_text, t
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -30,7 +33,7 @@ with db() as session:
 if actor.branch_scope is not None:
     own = next(b for b in branches if b.id == actor.branch_scope)
     branch_id = own.id
-    st.info(t("binding_import.branch_fixed", branch=f"{own.code} {own.name}"))
+    st.info(md("binding_import.branch_fixed", branch=f"{own.code} {own.name}"))
     template_codes = [own.code]
 else:
     options = {b.id: f"{b.code} {b.name}" for b in branches}
@@ -55,9 +58,11 @@ def template_xlsx() -> bytes:
 
 
 left, right = st.columns(2)
-left.download_button(t("binding_import.template_xlsx"), template_xlsx(), file_name="binding_template.xlsx",
+left.download_button(t("binding_import.template_xlsx"), template_xlsx(),
+                     file_name=f"{t('binding_import.template.file')}.xlsx",
                      mime=XLSX_MIME, key="bi_template_xlsx", on_click="ignore")
-right.download_button(t("binding_import.template_csv"), template.template_csv(), file_name="binding_template.csv",
+right.download_button(t("binding_import.template_csv"), template.template_csv(),
+                      file_name=f"{t('binding_import.template.file')}.csv",
                       mime="text/csv", key="bi_template_csv", on_click="ignore")
 
 if branch_id is None:
@@ -89,11 +94,11 @@ detail = "".join([
     t("binding_import.file_sheet", sheet=parsed.sheet_name) if parsed.sheet_name else "",
     t("binding_import.file_encoding", encoding=parsed.encoding) if parsed.encoding else "",
     t("binding_import.file_header_row", row=parsed.header_row) if parsed.header_row != 1 else ""])
-st.caption(t("binding_import.file_kind", filename=parsed.filename, rows=len(parsed.rows), kind=parsed.file_kind,
+st.caption(md("binding_import.file_kind", filename=parsed.filename, rows=len(parsed.rows), kind=parsed.file_kind,
              detail=detail))
 if preview.already_imported is not None:
     earlier = preview.already_imported
-    st.info(t("binding_import.already_imported" if preview.repeats_earlier_import
+    st.info(md("binding_import.already_imported" if preview.repeats_earlier_import
               else "binding_import.already_imported_again",
               at=format_display(earlier.committed_at), user=earlier.uploaded_by, id=earlier.import_id))
 
@@ -105,6 +110,17 @@ counts[3].metric(t("binding_import.count.warning"), preview.warning_count)
 counts[4].metric(t("binding_import.count.error"), preview.error_count)
 if preview.accounts_to_create:
     st.caption(t("binding_import.accounts_to_create", count=preview.accounts_to_create))
+check = preview.member_check
+if check.state == CheckState.not_configured:
+    st.caption(t("binding_import.members_not_configured"))
+elif check.state == CheckState.unreachable:
+    st.warning(md("binding_import.members_unreachable",
+                 reason=error_text(DomainError(check.reason_key or "wecom.reason.network", **check.reason_params))))
+    if st.button(t("binding_import.members_check_again"), key="bi_check_again"):
+        st.session_state.pop("bi_preview", None)
+        st.rerun()
+else:
+    st.caption(t("binding_import.members_checked"))
 
 
 filters = {"all": t("binding_import.filter.all"), **{s: t(f"binding_import.status.{s}") for s in STATUSES},
@@ -128,8 +144,9 @@ if preview.error_count or preview.warning_count:
     if st.session_state.get("bi_report_key") != report_key:
         st.session_state["bi_report"] = template.error_report_xlsx(preview)
         st.session_state["bi_report_key"] = report_key
+    report_name = file_name(parsed.filename.rsplit(".", 1)[0], t("binding_import.report_file"))
     st.download_button(t("binding_import.error_report"), st.session_state["bi_report"],
-                       file_name=f"{parsed.filename.rsplit('.', 1)[0]}_report.xlsx", mime=XLSX_MIME,
+                       file_name=f"{report_name}.xlsx", mime=XLSX_MIME,
                        key="bi_report_dl", on_click="ignore")
 
 step = next_step(preview)
@@ -158,13 +175,19 @@ if step is NextStep.confirm_warnings:
     # Keyed by the file: a tick given for one file never carries over to the next.
     confirmed = st.checkbox(t("binding_import.confirm_warning_box", count=preview.warning_count),
                             key=f"bi_confirm_{nonce}_{cache_key[0][:16]}_{branch_id}")
+go_unchecked = False
+if preview.members_unchecked:
+    go_unchecked = st.checkbox(t("binding_import.confirm_unchecked_box"),
+                               key=f"bi_unchecked_{nonce}_{cache_key[0][:16]}_{branch_id}")
+    confirmed = confirmed and go_unchecked
 if st.button(t("binding_import.commit"), type="primary", disabled=not confirmed, key="bi_commit"):
     with showing_errors():
         try:
             with db() as session:
-                result = commit.commit(session=session, actor=actor, preview=preview, confirm_warnings=confirmed)
+                result = commit.commit(session=session, actor=actor, preview=preview, confirm_warnings=confirmed,
+                                       confirm_unchecked=go_unchecked)
         except ConcurrentEdit as exc:
-            st.session_state["bi_stale"] = error_text(exc)
+            st.session_state["bi_stale"] = md_error(exc)
             st.rerun()
         st.session_state["bi_flash"] = t("binding_import.committed", new=result.new_count,
                                          changed=result.changed_count, unchanged=result.unchanged_count,

@@ -6,14 +6,18 @@ from base.problems import Problem
 from base.timeutil import format_display, to_display
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
-from console.ui.widgets import download_buttons, page_window, pager
+from console.ui.records import figures_text, job_name
+from console.ui.text import md
+from console.ui.widgets import download_buttons, page_window, pager, table
 from core.auth.permissions import Capability
+from core.bindings import standby
 from core.capacity import usage as usage_service
 from core.capacity.evaluate import thresholds
 from core.capacity.jobs import SYNC_JOB
+from core.capacity.watch import watch_rules
 from core.directory.jobs import SYNC_MEMBERS_JOB
 from core.scheduling import jobs, lease
-from i18n import CATALOG, LANGUAGE, error_text, t
+from i18n import error_text, t
 
 actor = page_actor(Capability.view_directory)
 st.title(t("capacity.title"))
@@ -22,6 +26,7 @@ st.title(t("capacity.title"))
 with db() as session:
     branches = usage_service.visible_branches(session=session, actor=actor)
     levels = thresholds(session=session)
+    watching = watch_rules(session=session)
 
 left, middle, right = st.columns([2, 2, 1])
 branch_options = [None] + [branch_id for branch_id, _code, _name in branches]
@@ -46,6 +51,32 @@ metrics[2].metric(t("capacity.metric.critical", pct=levels.critical),
                   f"{sum(r.pct >= levels.critical for r in rows):,}")
 metrics[3].metric(t("capacity.metric.full"), f"{sum(r.pct >= levels.full for r in rows):,}")
 metrics[4].metric(t("capacity.metric.sync_errors"), f"{sum(bool(r.sync_error) for r in rows):,}")
+cold_minutes = max(1, round(watching.cold_interval / 60))
+st.caption(t("capacity.watch.summary", hot=f"{sum(r.watched for r in rows):,}", band=watching.band,
+             growth=watching.fast_growth, minutes=cold_minutes))
+stale = sum(r.stale for r in rows)
+if stale:
+    st.warning(t("capacity.watch.stale_summary", count=f"{stale:,}"))
+
+
+def count_age(row: usage_service.AccountUsage) -> str:
+    """How old the count is, flagged once older than twice its sync interval; an account
+    watched closely says so (the table has no room for a column of its own)."""
+    seconds = row.count_age_seconds
+    if seconds is None:
+        age = t("capacity.age.never")
+    elif seconds < 60:
+        age = t("capacity.age.now")
+    elif seconds < 3600:
+        age = t("capacity.age.minutes", minutes=int(seconds // 60))
+    elif seconds < 86400:
+        age = t("capacity.age.hours", hours=int(seconds // 3600))
+    else:
+        age = t("capacity.age.days", days=int(seconds // 86400))
+    if row.stale and seconds is not None:
+        age = t("capacity.age.stale", age=age)
+    return t("capacity.age.watched", age=age) if row.watched else age
+
 
 if only_over:
     rows = [r for r in rows if r.pct >= levels.warn]
@@ -61,10 +92,10 @@ else:
     columns = st.columns(2)
     for number, row in enumerate(rows[:12]):
         with columns[number % 2]:
-            st.progress(min(row.pct / 100, 1.0), text=t(
+            st.progress(min(row.pct / 100, 1.0), text=md(
                 "capacity.gauge_label", name=row.name or row.userid, userid=row.userid,
                 branch=row.branch_name or t("common.none"), count=f"{row.customer_count:,}",
-                limit=f"{row.capacity_limit:,}") + f" · {row.pct:.1f}%")
+                limit=f"{row.capacity_limit:,}") + f" · {row.pct:.1f}% · {count_age(row)}")
             if row.customer_count >= row.capacity_limit:
                 st.caption(t("capacity.gauge_full" if row.serving else "capacity.gauge_full_replaced"))
             elif row.days_to_full is None:
@@ -74,22 +105,28 @@ else:
                              days=f"{row.days_to_full:.1f}"))
 
     st.subheader(t("capacity.risk_list"))
+    with db() as session:
+        ready = standby.switch_ready(session=session, actor=actor, account_ids=[r.account_id for r in rows])
     frame = pd.DataFrame([{
         t("capacity.col.userid"): r.userid, t("capacity.col.name"): r.name,
         t("capacity.col.branch"): r.branch_name or "", t("capacity.col.store"): r.store_name or "",
         t("capacity.col.serving"): t("common.yes") if r.serving else t("common.no"),
-        t("capacity.col.count"): r.customer_count, t("capacity.col.limit"): r.capacity_limit,
+        t("capacity.col.standby"): "" if r.account_id not in ready else
+        t("standby.switch_ready" if ready[r.account_id] else "standby.no_standby"),
+        t("capacity.col.count"): r.customer_count, t("capacity.col.count_age"): count_age(r),
+        t("capacity.col.limit"): r.capacity_limit,
         t("capacity.col.usage"): round(r.pct, 1),
         t("capacity.col.growth"): None if r.growth_per_day is None else round(r.growth_per_day, 1),
         t("capacity.col.days_to_full"): None if r.days_to_full is None else round(r.days_to_full, 1),
-        t("capacity.col.synced_at"): format_display(r.synced_at),
         t("capacity.col.sync_error"): error_text(Problem.decode(r.sync_error)) if r.sync_error else "",
     } for r in rows])
     offset, limit = page_window("capacity_list")
-    st.dataframe(frame.iloc[offset:offset + limit], hide_index=True, width="stretch", column_config={
+    table(frame.iloc[offset:offset + limit], column_config={
         t("capacity.col.usage"): st.column_config.ProgressColumn(format="%.1f%%", min_value=0, max_value=100)})
     pager(len(frame), "capacity_list")
-    download_buttons(frame, "capacity", "capacity_download")
+    download_buttons(frame, t("capacity.title"), [
+        (t("capacity.branch_filter"), branch_names.get(branch_id, t("common.all"))),
+        *([(t("capacity.only_over"), t("common.yes"))] if only_over else [])], "capacity_download")
 
     st.subheader(t("capacity.trend"))
     by_id = {r.account_id: r for r in rows}
@@ -148,10 +185,6 @@ if actor.can(Capability.manage_alerts):
                 st.success(t("capacity.sync_queued"))
 
 
-def job_name(job_id: str) -> str:
-    return t(f"job.{job_id}") if f"job.{job_id}" in CATALOG[LANGUAGE] else job_id
-
-
 def runs_frame(runs) -> pd.DataFrame:
     return pd.DataFrame([{
         t("capacity.jobs.col.job"): job_name(run.job_id),
@@ -159,16 +192,21 @@ def runs_frame(runs) -> pd.DataFrame:
         t("capacity.jobs.col.finished"): format_display(run.finished_at, "%Y-%m-%d %H:%M:%S"),
         t("capacity.jobs.col.outcome"): t(f"job_outcome.{run.outcome}"),
         t("capacity.jobs.col.holder"): run.holder,
-        t("capacity.jobs.col.figures"): run.figures_json or "",
+        t("capacity.jobs.col.figures"): figures_text(run.figures_json),
         t("capacity.jobs.col.error"): error_text(Problem.decode(run.error)) if run.error else "",
     } for run in runs])
 
 
+def in_scope(frame: pd.DataFrame) -> pd.DataFrame:
+    """A branch-scoped user sees when the jobs ran, not their figures: those count the whole chain."""
+    return frame if actor.branch_scope is None else frame.drop(columns=[t("capacity.jobs.col.figures")])
+
+
 if history:
     st.caption(t("capacity.jobs.latest"))
-    st.dataframe(runs_frame([runs[0] for runs in history.values()]), hide_index=True, width="stretch")
+    st.dataframe(in_scope(runs_frame([runs[0] for runs in history.values()])), hide_index=True, width="stretch")
     chosen_job = st.selectbox(t("capacity.jobs.history_of"), list(history), key="capacity_jobs_history",
                               format_func=job_name)
-    st.dataframe(runs_frame(history[chosen_job]), hide_index=True, width="stretch")
+    st.dataframe(in_scope(runs_frame(history[chosen_job])), hide_index=True, width="stretch")
 else:
     st.caption(t("capacity.jobs.none"))

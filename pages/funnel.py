@@ -7,9 +7,11 @@ import streamlit as st
 from base.timeutil import display_zone
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
+from console.ui.widgets import table
 from core.auth.permissions import Capability
+from core.codes import links
 from core.directory import stores as store_service
-from core.exports import to_csv_bytes, to_xlsx_bytes
+from core.exports import file_name, to_csv_bytes, to_xlsx_bytes
 from core.funnel import event_files, intake, queries, rollup
 from i18n import t
 
@@ -55,8 +57,10 @@ today = datetime.now(display_zone()).date()
 with db() as session:
     branches = store_service.visible_branches(session=session, actor=actor)
 cols = st.columns([1, 1, 2, 2, 1])
-start = cols[0].date_input(t("common.from"), value=today - timedelta(days=29), key="funnel_from")
-end = cols[1].date_input(t("common.to"), value=today, key="funnel_to")
+# Ending yesterday: today's partial day would make every trend plunge at its end.
+yesterday = today - timedelta(days=1)
+start = cols[0].date_input(t("common.from"), value=yesterday - timedelta(days=29), key="funnel_from")
+end = cols[1].date_input(t("common.to"), value=yesterday, key="funnel_to", help=t("funnel.to_help"))
 branch_options = {b.id: f"{b.code} {b.name}" for b in branches}
 if actor.branch_scope is None:
     branch_options = {None: t("common.all"), **branch_options}
@@ -76,7 +80,6 @@ platform = cols[4].selectbox(t("funnel.filter.platform"), list(platform_options)
                              key="funnel_platform")
 filters = queries.MetricsFilter(start, end, branch_id, store_id, platform)
 branch_codes = {b.id: b.code for b in branches}
-store_codes = {r.store_id: r.crm_store_id for r in branch_stores} if branch_id is not None else {}
 
 with showing_errors(stop=True), db() as session:
     pending = rollup.pending(session=session)
@@ -117,10 +120,22 @@ if current.funnel.count("added"):
 if unattributed:
     st.caption(t("funnel.unattributed", count=unattributed))
 
+def bar_label(users: int | None, rate: float | None, first: bool) -> str:
+    if users is None:
+        return ""
+    if first:
+        return t("funnel.chart.label_first", users=users)
+    return t("funnel.chart.label", users=users, rate=shown_pct(rate))
+
+
+counts = [current.funnel.count(s) for s in STEPS]
 funnel_frame = pd.DataFrame({
     "order": range(len(STEPS)),
     t("funnel.chart.step"): [t(f"funnel.step.{s}") for s in STEPS],
-    t("funnel.chart.users"): [current.funnel.count(s) for s in STEPS],
+    t("funnel.chart.users"): counts,
+    # Step-to-step conversion, written beside each bar.
+    "label": [bar_label(users, rate, i == 0)
+              for i, (users, rate) in enumerate(zip(counts, current.funnel.conversions(STEPS), strict=True))],
 }).dropna()
 step_title, users_title, day_title = t("funnel.chart.step"), t("funnel.chart.users"), t("funnel.chart.day")
 left, right = st.columns(2)
@@ -129,8 +144,8 @@ with left:
     funnel_chart = alt.Chart(funnel_frame).mark_bar().encode(
         x=alt.X(f"{users_title}:Q", title=users_title),
         y=alt.Y(f"{step_title}:N", sort=alt.EncodingSortField(field="order"), title=None),
-        tooltip=[step_title, users_title])
-    labels = funnel_chart.mark_text(align="left", dx=3).encode(text=f"{users_title}:Q")
+        tooltip=[step_title, users_title, alt.Tooltip("label:N", title=t("funnel.chart.conversion"))])
+    labels = funnel_chart.mark_text(align="left", dx=3).encode(text="label:N")
     st.altair_chart(funnel_chart + labels, key="funnel_chart")
 
 trend_frame = pd.DataFrame([{day_title: day.isoformat(), **{t(f"funnel.step.{s}"): f.count(s) for s in STEPS}}
@@ -147,7 +162,7 @@ with right:
         st.caption(t("funnel.today_partial"))
 
 
-def downloads(frame: pd.DataFrame, table: str, title_key: str, shown: queries.MetricsFilter, key: str) -> None:
+def downloads(frame: pd.DataFrame, title_key: str, shown: queries.MetricsFilter, key: str) -> None:
     """xlsx and CSV (utf-8-sig) of a table, named after and headed by the filters applied."""
     branch_label = branch_options.get(shown.branch_id) if shown.branch_id is not None else t("common.all")
     store_label = store_options.get(shown.store_id) if shown.store_id is not None else t("funnel.filter.all_stores")
@@ -157,8 +172,9 @@ def downloads(frame: pd.DataFrame, table: str, title_key: str, shown: queries.Me
                                            end=shown.end.isoformat(), zone=zone)),
               (t("funnel.export.branch"), branch_label), (t("funnel.export.store"), store_label),
               (t("funnel.export.platform"), platform_options[shown.platform])]
-    name = queries.export_name(table, shown, branch_code=branch_codes.get(shown.branch_id),
-                               crm_store_id=store_codes.get(shown.store_id))
+    name = file_name(t("funnel.title"), title, t("funnel.export.range_name", start=shown.start.isoformat(),
+                                                  end=shown.end.isoformat()),
+                     branch_label, store_label, platform_options[shown.platform])
     xlsx_column, csv_column = st.columns(2)
     xlsx_column.download_button(t("common.download_xlsx"),
                                 to_xlsx_bytes(frame, title, header=header, header_sheet=t("funnel.export.filters")),
@@ -170,9 +186,13 @@ def downloads(frame: pd.DataFrame, table: str, title_key: str, shown: queries.Me
 
 if branch_rows:
     st.subheader(t("funnel.branches"))
-    branch_frame = figures_frame(branch_rows, stores=False)
-    st.dataframe(branch_frame, hide_index=True, width="stretch")
-    downloads(branch_frame, "branches", "funnel.branches", filters, "funnel_branches_dl")
+    # The total is the chain's (or the chosen branch's) own distinct users, not a sum of the rows.
+    total = queries.ScopeFigures(t("funnel.total"), "", current.open_stores, current.bound_stores, current.funnel)
+    branch_frame = figures_frame(branch_rows + ([total] if len(branch_rows) > 1 else []), stores=False)
+    table(branch_frame)
+    if len(branch_rows) > 1:
+        st.caption(t("funnel.total_caveat"))
+    downloads(branch_frame, "funnel.branches", filters, "funnel_branches_dl")
 
     drill_options = {None: t("funnel.drill_none"), **{r.branch_id: f"{r.key} {r.name}" for r in branch_rows}}
     default = 1 if len(branch_rows) == 1 else 0
@@ -185,12 +205,61 @@ if branch_rows:
                 store_rows = queries.by_store(session=session, actor=actor, filters=drilled)
             st.subheader(t("funnel.stores"))
             store_frame = figures_frame(store_rows, stores=True)
-            st.dataframe(store_frame, hide_index=True, width="stretch")
-            downloads(store_frame, "stores", "funnel.stores", drilled, "funnel_stores_dl")
+            table(store_frame)
+            downloads(store_frame, "funnel.stores", drilled, "funnel_stores_dl")
+
+with db() as session:
+    link_rows = links.link_figures(session=session, actor=actor, start=start, end=end, branch_id=branch_id,
+                                   store_id=store_id)
+if link_rows:
+    st.subheader(t("links.funnel.title"))
+    st.caption(t("links.funnel.caption"))
+    per_store = branch_id is not None or actor.branch_scope is not None
+    key_col, name_col = ("crm_store_id", "store_name") if per_store else ("branch_code", "branch_name")
+    st.dataframe(pd.DataFrame([{
+        t(f"links.funnel.col.{key_col}"): r.key, t(f"links.funnel.col.{name_col}"): r.name,
+        t("links.funnel.col.clicks"): r.clicks, t("links.funnel.col.new_customers"): r.new_customers,
+    } for r in link_rows]), hide_index=True, width="stretch")
+
+
+
+def ranking_frame(rows: list[queries.ScopeFigures]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        # The rate first after the store: half a page wide, the last columns scroll out of sight.
+        t("funnel.col.crm_store_id"): r.key, t("funnel.col.store_name"): r.name,
+        t("funnel.col.add_click_rate"): pct(r.funnel.add_click_rate),
+        t("funnel.step.guide_view"): r.funnel.count("guide_view"),
+        t("funnel.step.add_click"): r.funnel.count("add_click"),
+        t("funnel.col.branch"): branch_codes.get(r.branch_id, ""),
+    } for r in rows])
+
+
+if store_id is None:
+    st.subheader(t("funnel.ranking"), help=t("funnel.ranking.help"))
+    size_col, views_col = st.columns(2)
+    size = int(size_col.number_input(t("funnel.ranking.size"), min_value=1, max_value=50, value=10,
+                                     key="funnel_rank_size"))
+    min_views = int(views_col.number_input(t("funnel.ranking.min_views"), min_value=1, max_value=100_000,
+                                           value=20, step=10, key="funnel_rank_min"))
+    with showing_errors(), db() as session:
+        ranking = queries.store_ranking(session=session, actor=actor, filters=filters, size=size,
+                                        min_guide_views=min_views)
+        if not ranking.ranked:
+            st.caption(t("funnel.ranking.none", minimum=min_views))
+        else:
+            st.caption(t("funnel.ranking.ranked", ranked=ranking.ranked, minimum=min_views))
+            top_col, bottom_col = st.columns(2)
+            top_col.markdown(f"**{t('funnel.ranking.top', count=len(ranking.top))}**")
+            with top_col:
+                table(ranking_frame(ranking.top))
+            if ranking.bottom:
+                bottom_col.markdown(f"**{t('funnel.ranking.bottom', count=len(ranking.bottom))}**")
+                with bottom_col:
+                    table(ranking_frame(ranking.bottom))
 
 with st.expander(t("funnel.daily_table")):
-    st.dataframe(trend_frame, hide_index=True, width="stretch")
-    downloads(trend_frame, "daily", "funnel.daily_table", filters, "funnel_daily_dl")
+    table(trend_frame)
+    downloads(trend_frame, "funnel.daily_table", filters, "funnel_daily_dl")
 
 if actor.can(Capability.import_events):
     with st.expander(t("funnel.import")):
@@ -204,9 +273,9 @@ if actor.can(Capability.import_events):
                     progress=lambda lines, share: bar.progress(share, text=t("funnel.import_progress", lines=lines,
                                                                               percent=share)))
                 st.success(t("funnel.import_done", lines=result.lines, accepted=result.accepted,
-                             duplicates=result.duplicates, rejected=len(result.problems)))
+                             duplicates=result.duplicates, rejected=result.rejected))
                 if result.problems:
-                    st.warning(t("funnel.import_problems"))
+                    st.warning(t("funnel.import_problems", shown=len(result.problems), total=result.rejected))
                     st.dataframe(pd.DataFrame([{t("funnel.col.line"): p.line, t("funnel.col.reason"):
-                                                t(p.key, **p.params)} for p in result.problems[:500]]),
+                                                t(p.key, **p.params)} for p in result.problems]),
                                  hide_index=True)

@@ -66,4 +66,6 @@ if st.toggle(t("common.download_xlsx") + " / CSV", key="import_rows_export"):
     with db() as session:
         all_rows, _ = history.import_rows(session=session, actor=actor, import_id=import_id, outcome=outcome,
                                           limit=row_total)
-    download_buttons(rows_frame(all_rows), f"import_{import_id}", "import_rows_dl")
+    download_buttons(rows_frame(all_rows), t("binding_import.history_title"), [
+        (t("binding_import.history.pick"), labels[import_id]), (t("binding_import.filter"), outcomes[outcome])],
+        "import_rows_dl")

@@ -3,7 +3,7 @@ import streamlit as st
 
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
-from console.ui.widgets import download_buttons, page_window, pager
+from console.ui.widgets import download_buttons, page_window, pager, table
 from core.auth.permissions import Capability
 from core.directory import stores as store_service
 from i18n import t
@@ -45,12 +45,15 @@ with stores_tab:
     with db() as session:
         rows, total = store_service.search_stores(session=session, actor=actor, filters=filters, offset=offset,
                                                   limit=limit)
-    st.dataframe(store_frame(rows), hide_index=True, width="stretch")
+    table(store_frame(rows))
     pager(total, "stores")
     if st.toggle(t("common.download_xlsx") + " / CSV", key="stores_export"):
         with db() as session:
             all_rows, _ = store_service.search_stores(session=session, actor=actor, filters=filters, limit=total)
-        download_buttons(store_frame(all_rows), "stores", "stores_dl")
+        download_buttons(store_frame(all_rows), t("stores.title"), [
+            (t("stores.filter.branch"), branch_options[branch_id]), (t("stores.filter.status"), status_options[status]),
+            (t("stores.filter.bound"), bound_options[bound]),
+            *([(t("common.export.search"), search.strip())] if search.strip() else [])], "stores_dl")
 
 with branches_tab:
     with db() as session:
@@ -60,8 +63,8 @@ with branches_tab:
         t("stores.col.open_stores"): s.open_stores, t("stores.col.bound_open_stores"): s.bound_open_stores,
         t("stores.col.binding_rate"): None if s.binding_rate is None else round(s.binding_rate * 100, 1),
     } for s in summaries])
-    st.dataframe(frame, hide_index=True, width="stretch")
-    download_buttons(frame, "branches", "branches_dl")
+    table(frame)
+    download_buttons(frame, f"{t('stores.title')}-{t('stores.tab.branches')}", [], "branches_dl")
 
 if actor.can(Capability.manage_stores):
     with st.expander(t("stores.import")):

@@ -18,6 +18,8 @@ if [ -z "${WECOM_CORP_ID:-}" ]; then
   export WECOM_CORP_ID=wwdemo0000000001 WECOM_SECRET=demo-simulator-secret WECOM_AGENT_ID=1000002
   export WECOM_CALLBACK_TOKEN=demo-callback-token
   export WECOM_CALLBACK_AES_KEY=c3RvcmUtd2Vjb20tY29uc29sZS1kZW1vLWFlcy1rZXk
+  # The demo's robots live in the simulator on loopback, which alert channels may not reach otherwise.
+  export ALERT_ALLOWED_HOSTS="${ALERT_ALLOWED_HOSTS:-127.0.0.1,localhost}"
   export CONSOLE_BASE_URL="http://localhost:${PORT:-8501}"
   export CAPACITY_SYNC_INTERVAL_SECONDS="${CAPACITY_SYNC_INTERVAL_SECONDS:-60}"
 fi
@@ -39,9 +41,11 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 if [ "$simulator" = 1 ]; then
-  # One BJ store's member leaves the company four minutes after start.
+  # One BJ store's member leaves the company four minutes after start; one Shanghai
+  # store's account reaches the switch level after two and a half and the store moves
+  # to its standby; customers scan the store codes (the funnel's adds, attributed by State).
   python -m console simulator --port "${WECOM_SIMULATOR_PORT:-8502}" --from-database --grow 3 \
-    --callback-url "$CONSOLE_BASE_URL/wecom/callback" --leave-after 240 \
+    --callback-url "$CONSOLE_BASE_URL/wecom/callback" --leave-after 240 --switch-after 150 --scans-per-minute 6 \
     > data/simulator.log 2>&1 &
   pids+=($!)
   for _ in $(seq 50); do

@@ -3,6 +3,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requirements="${1:-requirements.txt}"
+# The contact-code posters print store names in Chinese: Debian's Noto CJK when no CJK font is there.
+if ! find /usr/share/fonts /usr/local/share/fonts \( -iname '*CJK*' -o -iname 'wqy*' \) -print -quit 2>/dev/null \
+     | grep -q . && command -v apt-get >/dev/null; then
+  sudo_cmd=()
+  [ "$(id -u)" = 0 ] || sudo_cmd=(sudo)
+  if ! { "${sudo_cmd[@]}" apt-get update -qq \
+        && "${sudo_cmd[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+           fonts-noto-cjk >/dev/null; }; then
+    echo "warning: could not install fonts-noto-cjk; export-codes and the poster download need a CJK font" >&2
+  fi
+fi
 python="${PYTHON:-python3}"
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
   echo "error: Python 3.11 or newer is required ($python)" >&2
@@ -29,6 +40,7 @@ if [ ! -f "$stamp" ]; then
   .venv/bin/python -m pip install --quiet -r "$requirements"
   .venv/bin/python -m pip install --quiet --no-deps --no-build-isolation -e . 2>/dev/null \
     || .venv/bin/python -m pip install --quiet --no-deps -e .
-  rm -f ".venv/.installed-$name-"*
+  # Only this file's old stamps: "requirements-*" would also match requirements-test's.
+  rm -f ".venv/.installed-$name-"????????????????
   touch "$stamp"
 fi

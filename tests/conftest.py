@@ -44,6 +44,8 @@ def point_settings_at(monkeypatch: pytest.MonkeyPatch, url: str, **extra: str) -
 @pytest.fixture(autouse=True)
 def _secret_key(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv("CONSOLE_SECRET_KEY", "test-secret-key-not-for-production")
+    # The tests' robots and webhooks are real servers on loopback.
+    monkeypatch.setenv("ALERT_ALLOWED_HOSTS", "127.0.0.1,localhost")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()

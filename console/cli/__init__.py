@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "console.cli.capacity",
     "console.cli.bindings",
     "console.cli.entries",
+    "console.cli.codes",
     "console.cli.metrics",
 ]
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from base.errors import DomainError
 from core.bindings.imports import commit, judge, read
 from core.bindings.imports.flow import NextStep, next_step
+from core.directory.known_members import CheckState
 from db.engine import check_database, get_engine, session_scope
 from i18n import error_text, t
 
@@ -19,6 +20,8 @@ def register(subparsers) -> None:
     p.add_argument("file", type=Path)
     p.add_argument("--user", required=True, help="the console user the import is made as (their rights apply)")
     p.add_argument("--dry-run", action="store_true", help="validate and preview only")
+    p.add_argument("--accept-unchecked", action="store_true",
+                   help="when WeCom cannot be reached, import without checking that it knows the accounts")
     p.set_defaults(handler=cmd_import_bindings)
 
 
@@ -64,6 +67,12 @@ def cmd_import_bindings(args) -> int:
     figures = (f"{len(preview.rows)} rows: {preview.new_count} new, {preview.changed_count} changed, "
                f"{preview.unchanged_count} unchanged, {preview.warning_count} with warnings, "
                f"{preview.error_count} invalid, {preview.accounts_to_create} new accounts")
+    check = preview.member_check
+    if check.state == CheckState.not_configured:
+        print(f"note: {t('binding_import.members_not_configured')}", file=sys.stderr)
+    elif check.state == CheckState.unreachable:
+        reason = error_text(DomainError(check.reason_key or "wecom.reason.network", **check.reason_params))
+        print(f"warning: {t('binding_import.members_unreachable', reason=reason)}", file=sys.stderr)
     step = next_step(preview)
     if step is NextStep.fix_errors:
         print(f"error: {preview.error_count} invalid row(s); nothing was written", file=sys.stderr)
@@ -80,9 +89,14 @@ def cmd_import_bindings(args) -> int:
     if step is NextStep.nothing_to_change:
         print(f"nothing to change: {figures}")
         return 0
+    if preview.members_unchecked and not args.accept_unchecked:
+        print("error: WeCom could not check the accounts; nothing was written "
+              "(run again later, or with --accept-unchecked to import without the check)", file=sys.stderr)
+        return 1
     with session_scope() as session:
         # Warnings were printed above; running the command is the operator's confirmation.
-        result = commit.commit(session=session, actor=actor, preview=preview, confirm_warnings=True)
+        result = commit.commit(session=session, actor=actor, preview=preview, confirm_warnings=True,
+                               confirm_unchecked=args.accept_unchecked)
     print(f"imported batch #{result.import_id}: {figures}")
     print(t("binding_import.committed", new=result.new_count, changed=result.changed_count,
             unchanged=result.unchanged_count, accounts=result.accounts_created))

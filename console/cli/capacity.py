@@ -13,8 +13,10 @@ from core.auth.permissions import system_actor
 from core.capacity.placement import placements
 from core.capacity.rules import usage_pct
 from db.engine import check_database, get_engine, session_scope
-from db.models import Account, AccountStatus, AlertChannel, ChannelKind
+from db.models import Account, AccountStatus, AlertChannel, ChannelKind, ContactCode, Store
+from db.typed import select_columns
 from demo import people
+from demo import standby as demo_standby
 from demo.simulator import WeComSimulator
 
 CLI_ACTOR = system_actor("cli")
@@ -48,8 +50,13 @@ def register(subparsers) -> None:
     p.add_argument("--callback-url", help="where member changes are posted as change_contact callbacks")
     p.add_argument("--callback-token", help="default: WECOM_CALLBACK_TOKEN")
     p.add_argument("--callback-aes-key", help="default: WECOM_CALLBACK_AES_KEY")
+    p.add_argument("--scans-per-minute", type=float, default=0.0,
+                   help="demo: customers scan the store codes at about this rate (add_external_contact callbacks)")
     p.add_argument("--leave-after", type=float, metavar="SECONDS",
                    help="demo (with --from-database): a BJ store's member leaves the company after this long")
+    p.add_argument("--switch-after", type=float, metavar="SECONDS",
+                   help="demo (with --from-database): one store's account reaches the switch level after this "
+                        "long and the store moves to its standby")
     p.set_defaults(handler=cmd_simulator)
 
 
@@ -117,7 +124,19 @@ def cmd_simulator(args) -> int:
                         and placed[account_id].branch_id not in with_own_robot]
             plan = growth_plan([(u, c, lim) for u, c, lim, _branch in growable], warn, args.grow,
                                first={u for u, _c, _lim, branch in growable if branch in with_app_channel})
+            if args.switch_after:
+                # One store's account crosses the switch level and moves to its standby.
+                switching = demo_standby.switch_growth(session=session, minutes=args.switch_after / 60)
+                plan.update(switching)
+                for userid in switching:
+                    print(f"demo: {userid} reaches the switch level in {args.switch_after:.0f} s", flush=True)
             leaver = people.leaving_member(session=session, keep=set(plan)) if args.leave_after is not None else None
+            # The codes the console made with an earlier simulator keep working.
+            for state, config_id, userid, name in session.exec(select_columns(
+                    ContactCode.state, ContactCode.config_id, ContactCode.userid, Store.name)
+                    .join(Store, col(Store.id) == ContactCode.store_id)
+                    .where(col(ContactCode.config_id).is_not(None))).all():
+                sim.codes.keep(config_id, state=state, user=[userid] if userid else [], remark=name[:30])
         sim.set_customers({userid: count for _id, userid, count, _limit, _status in rows})
         sim.set_limits({userid: limit for _id, userid, _count, limit, _status in rows})
         if plan:
@@ -130,9 +149,13 @@ def cmd_simulator(args) -> int:
             leaving.start()
             print(f"demo: member {leaver[0]} ({leaver[1]}) leaves the company in {args.leave_after:.0f} s", flush=True)
     sim.start()
+    stopped = threading.Event()
+    if args.scans_per_minute > 0:
+        threading.Thread(target=sim.codes.scan_randomly, args=(stopped, args.scans_per_minute),
+                         name="demo-scans", daemon=True).start()
+        print(f"demo: customers scan store codes, about {args.scans_per_minute:g} a minute", flush=True)
     print(f"WeCom simulator on {sim.base_url} (corp id {sim.corp_id}); robot inbox {sim.base_url}/_simulator/inbox",
           flush=True)
-    stopped = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, lambda *_: stopped.set())
     stopped.wait()

@@ -1,4 +1,4 @@
-"""migrate, create-user, create-api-key, import-stores, seed-demo."""
+"""migrate, create-user, unlock-user, create-api-key, import-stores, seed-demo."""
 
 import getpass
 import sys
@@ -31,6 +31,10 @@ def register(subparsers) -> None:
     p.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     p.add_argument("--wecom-userid", help="link the user to this WeCom member (QR login, app messages)")
     p.set_defaults(handler=cmd_create_user)
+
+    p = subparsers.add_parser("unlock-user", help="let a username log in again from every address at once")
+    p.add_argument("--username", required=True)
+    p.set_defaults(handler=cmd_unlock_user)
 
     p = subparsers.add_parser("create-api-key", help="print a new API key once; only its hash is stored")
     p.add_argument("--name", required=True)
@@ -82,6 +86,14 @@ def cmd_create_user(args) -> int:
         print(f"created user {user.username} ({user.role}{linked})")
     if generated:
         print(f"password: {password}")
+    return 0
+
+
+def cmd_unlock_user(args) -> int:
+    _ready()
+    with session_scope() as session:
+        cleared = users.unlock_user(session=session, actor=CLI_ACTOR, username=args.username)
+    print(f"unlocked {args.username.strip()} ({cleared} failed attempt(s) cleared)")
     return 0
 
 

@@ -6,19 +6,20 @@ from contextlib import contextmanager
 import streamlit as st
 
 from base.errors import DomainError
-from i18n import error_text
+from console.ui.text import md_error
 
 
 @contextmanager
 def showing_errors(*, stop: bool = False) -> Iterator[None]:
     """Run the body of one action: a DomainError skips the rest of the body and is
-    shown in Chinese; with `stop` the page ends there, for what follows needs the body.
+    shown in Chinese, its names and values as plain text; with `stop` the page ends
+    there, for what follows needs the body.
 
     The body opens its own `db()` session and shows its success or reruns after that
     block: st.rerun() inside the session would roll the action back."""
     try:
         yield
     except DomainError as exc:
-        st.error(error_text(exc))
+        st.error(md_error(exc))
         if stop:
             st.stop()

@@ -63,4 +63,7 @@ class TickedTable:
     def render(self, frame: pd.DataFrame, rows: list, *, selectable: bool = True, **kwargs) -> None:
         """Show `frame` (one line per item of `rows`) and remember `rows` as rendered."""
         st.session_state[self._rendered_key] = (self.page, list(rows))
+        if frame.empty:
+            # The page says there are no rows; Streamlit would draw an English "empty" across the grid.
+            return
         st.dataframe(frame, key=self.key, on_select="rerun" if selectable else "ignore", **kwargs)

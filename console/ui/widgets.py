@@ -1,11 +1,13 @@
 """Paging, tables and downloads used across pages."""
 
 import math
+from collections.abc import Sequence
 
 import pandas as pd
 import streamlit as st
 
-from core.exports import to_csv_bytes, to_xlsx_bytes
+from base.timeutil import format_display, utcnow
+from core.exports import file_name, to_csv_bytes, to_xlsx_bytes
 from i18n import t
 
 PAGE_SIZES = [25, 50, 100, 200]
@@ -33,11 +35,37 @@ def pager(total: int, key: str, default_size: int = 50) -> None:
     st.caption(t("common.page_of", page=page, pages=pages, total=total))
 
 
-def download_buttons(frame: pd.DataFrame, basename: str, key: str) -> None:
-    """xlsx and CSV (utf-8-sig, what Excel on Chinese Windows opens) of what is shown."""
+def table(frame: pd.DataFrame, **kwargs) -> None:
+    """A read-only table, in Chinese where Streamlit would write English: no table but
+    a line when there are no rows (not "empty" across the grid), "—" in a cell without
+    a value (not "None"); the numbers stay numbers for sorting."""
+    if frame.empty:
+        st.caption(t("common.no_rows"))
+        return
+    kwargs.setdefault("hide_index", True)
+    kwargs.setdefault("width", "stretch")
+    if frame.isna().to_numpy().any():
+        st.dataframe(frame.style.format(na_rep=t("common.none"), precision=1), **kwargs)
+    else:
+        st.dataframe(frame, **kwargs)
+
+
+def download_buttons(frame: pd.DataFrame, title: str, filters: Sequence[tuple[str, str]], key: str) -> None:
+    """xlsx and CSV (utf-8-sig, what Excel on Chinese Windows opens) of what is shown, named after
+    `title` (the page, and the table where a page has several) and the filters' values, with the
+    filters — (label, chosen value) as the page shows them — on the workbook's 筛选条件 sheet.
+    The CSV stays a plain table, so that it opens and re-imports as one."""
+    exported_at = format_display(utcnow(), "%Y-%m-%d %H:%M")
+    # A filter left at 全部 narrows nothing: on the sheet, not in the name.
+    name = file_name(title, *(value for _label, value in filters if value != t("common.all")),
+                     format_display(utcnow(), "%Y%m%d"))
+    header = [(t("common.export.table"), title), *filters, (t("common.export.at"), exported_at)]
     left, right = st.columns(2)
-    left.download_button(t("common.download_xlsx"), to_xlsx_bytes(frame), file_name=f"{basename}.xlsx",
+    # The files are made when clicked, not on every rerun: tens of thousands of rows take seconds.
+    left.download_button(t("common.download_xlsx"),
+                         lambda: to_xlsx_bytes(frame, title, header=header, header_sheet=t("common.export.filters")),
+                         file_name=f"{name}.xlsx",
                          mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                          key=f"{key}_xlsx", on_click="ignore")
-    right.download_button(t("common.download_csv"), to_csv_bytes(frame), file_name=f"{basename}.csv",
+    right.download_button(t("common.download_csv"), lambda: to_csv_bytes(frame), file_name=f"{name}.csv",
                           mime="text/csv", key=f"{key}_csv", on_click="ignore")

@@ -14,6 +14,7 @@ from base.config import get_settings
 from console.web import wecom_login
 from console.web.cookies import CSRF_COOKIE, SESSION_COOKIE, logout_token, unsign_csrf, unsign_session
 from console.web.login_page import login_page, set_session_cookie
+from console.web.page_gate import safe_next
 from core.auth import sessions
 from db.engine import session_scope
 from i18n import t
@@ -25,8 +26,10 @@ def login_form(request: Request) -> Response:
     logged_out = bool(request.query_params.get("bye"))
     # The WeCom workbench opens the console signed in; not right after a logout, which would undo it.
     if not logged_out and get_settings().wecom_login_enabled and wecom_login.inside_wecom(request):
-        return wecom_login.redirect_to_wecom(request, oauth=True)
-    return login_page(request, notice=t("login.logged_out") if logged_out else None)
+        return wecom_login.redirect_to_wecom(request, oauth=True,
+                                             next_page=safe_next(request.query_params.get("next")))
+    return login_page(request, notice=t("login.logged_out") if logged_out else None,
+                      next_page=safe_next(request.query_params.get("next")))
 
 
 async def login_submit(request: Request) -> Response:
@@ -37,17 +40,20 @@ async def login_submit(request: Request) -> Response:
 def _submit(request: Request, form: FormData) -> Response:
     username = str(form.get("username", ""))[:64]
     password = str(form.get("password", ""))[:256]
+    next_page = safe_next(str(form.get("next", "")))
     expected = unsign_csrf(request.cookies.get(CSRF_COOKIE))
     given = str(form.get("csrf_token", ""))
     if not expected or not hmac.compare_digest(expected, given):
-        return login_page(request, error=t("login.csrf_failed"), username=username, status_code=400)
+        return login_page(request, error=t("login.csrf_failed"), username=username,
+                          next_page=next_page, status_code=400)
     ip = request.client.host if request.client else ""
     result = _log_in(username, password, ip, request.headers.get("user-agent", ""))
     if not result.ok:
         log.info("login failed for %r from %s: %s", username, ip, result.error_key)
-        return login_page(request, error=t(result.error_key), username=username, status_code=401)
+        return login_page(request, error=t(result.error_key, **result.error_params), username=username,
+                          next_page=next_page, status_code=401)
     assert result.token is not None  # ok means a token
-    response = RedirectResponse("/", status_code=303)
+    response = RedirectResponse(next_page, status_code=303)
     set_session_cookie(response, request, result.token)
     response.delete_cookie(CSRF_COOKIE, path="/login")
     return response

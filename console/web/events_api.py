@@ -54,7 +54,9 @@ async def post_events(request: Request) -> JSONResponse:
         return _error("body_too_large", f"the body is limited to {MAX_BODY_BYTES} bytes", 413)
     try:
         events = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
+        # ValueError: broken JSON, not UTF-8, or an integer past Python's 4,300 digits;
+        # RecursionError: nested deeper than the parser goes (no event is).
         return _error("invalid_json", "the body is not JSON", 400)
     if not isinstance(events, list):
         return _error("expected_array", "the body must be a JSON array of events", 400)

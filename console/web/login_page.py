@@ -2,6 +2,7 @@
 
 import html
 import secrets
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -38,6 +39,7 @@ p.or{{color:#888;font-size:13px;text-align:center;margin:16px 0 0}}
 {wecom}
 <form method="post" action="/login">
 <input type="hidden" name="csrf_token" value="{csrf}">
+<input type="hidden" name="next" value="{next_page}">
 <label for="username">{username_label}</label>
 <input id="username" name="username" type="text" autocomplete="username" value="{username}" required autofocus>
 <label for="password">{password_label}</label>
@@ -51,8 +53,9 @@ def is_secure(request: Request) -> bool:
 
 
 def login_page(request: Request, *, error: str | None = None, notice: str | None = None,
-               username: str = "", status_code: int = 200) -> HTMLResponse:
-    """/login with at most one message; reads the password-login setting, so call it off the event loop."""
+               username: str = "", next_page: str = "/", status_code: int = 200) -> HTMLResponse:
+    """/login with at most one message; reads the password-login setting, so call it off the event loop.
+    `next_page` (already checked by `page_gate.safe_next`) is where a successful login goes."""
     with session_scope() as session:
         password_login = sessions.password_login_enabled(session=session)
     csrf = secrets.token_urlsafe(24)
@@ -65,11 +68,13 @@ def login_page(request: Request, *, error: str | None = None, notice: str | None
         messages.append(f'<p class="notice">{html.escape(t("login.password_login_off_notice"))}</p>')
     wecom = ""
     if get_settings().wecom_login_enabled:
-        wecom = (f'<a class="wecom" href="/login/wecom">{html.escape(t("login.wecom_button"))}</a>'
+        start = "/login/wecom" if next_page == "/" else f"/login/wecom?next={quote(next_page, safe='')}"
+        wecom = (f'<a class="wecom" href="{html.escape(start)}">{html.escape(t("login.wecom_button"))}</a>'
                  f'<p class="or">{html.escape(t("login.or_password"))}</p>')
     body = _PAGE.format(title=t("login.title"), app=t("app.title"), message="\n".join(messages), wecom=wecom,
                         csrf=csrf, username_label=t("login.username"), password_label=t("login.password"),
-                        submit=t("login.submit"), username=html.escape(username))
+                        submit=t("login.submit"), username=html.escape(username),
+                        next_page=html.escape(next_page))
     response = HTMLResponse(body, status_code=status_code,
                             headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY"})
     response.set_cookie(CSRF_COOKIE, sign_csrf(csrf), httponly=True, samesite="strict", secure=is_secure(request),

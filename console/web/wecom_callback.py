@@ -9,8 +9,10 @@ changes nothing.
 """
 
 import logging
+import time
 import xml.etree.ElementTree as ElementTree
 
+import defusedxml.ElementTree as SafeElementTree
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -40,15 +42,27 @@ def _crypto() -> CallbackCrypto | None:
 
 
 def _parse_xml(data: bytes) -> dict[str, str]:
-    """The child elements of a flat WeCom XML message. DTDs are refused, so no
-    entity can expand."""
-    if b"<!DOCTYPE" in data.upper() or b"<!ENTITY" in data.upper():
-        raise CallbackCryptoError("callback.bad_xml")
+    """The child elements of a flat WeCom XML message. The parser refuses any
+    DTD, in whatever encoding the document declares, so no entity can expand."""
     try:
-        root = ElementTree.fromstring(data)
-    except ElementTree.ParseError as exc:
+        root = SafeElementTree.fromstring(data, forbid_dtd=True)
+    except (ElementTree.ParseError, ValueError) as exc:  # defusedxml's refusals are ValueErrors
         raise CallbackCryptoError("callback.bad_xml") from exc
     return {child.tag: (child.text or "").strip() for child in root}
+
+
+# WeCom (企业微信) opened in 2016; its clock and ours may differ by a little.
+_EARLIEST_CREATE_TIME = 1_451_606_400  # 2016-01-01
+_CLOCK_SKEW_SECONDS = 86_400
+
+
+def _create_time(text: str) -> int:
+    """The event's CreateTime (seconds since the epoch); ValueError unless it
+    is a time WeCom can have sent, so no date arithmetic overflows later."""
+    value = int(text)
+    if not _EARLIEST_CREATE_TIME <= value <= time.time() + _CLOCK_SKEW_SECONDS:
+        raise ValueError(text)
+    return value
 
 
 def _not_configured() -> Response:
@@ -138,7 +152,7 @@ async def receive_event(request: Request) -> Response:
         change = contacts.ContactChange(
             corp_id=message.get("ToUserName", ""), change_type=message["ChangeType"],
             userid=message.get("UserID", ""), external_userid=message.get("ExternalUserID", ""),
-            create_time=int(message.get("CreateTime", "")), state=message.get("State", ""))
+            create_time=_create_time(message.get("CreateTime", "")), state=message.get("State", ""))
     except ValueError:
         return PlainTextResponse("bad request", status_code=400)
     if not change.userid or not change.external_userid:

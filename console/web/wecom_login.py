@@ -12,11 +12,14 @@ from starlette.routing import Route
 from base.config import get_settings
 from console.web.cookies import WECOM_STATE_COOKIE, sign_wecom_state, unsign_wecom_state
 from console.web.login_page import is_secure, login_page, set_session_cookie
+from console.web.page_gate import safe_next
 from core.auth import wecom_login
 from db.engine import session_scope
 from i18n import t
 
 STATE_COOKIE_PATH = "/login/wecom"
+# The page to open once WeCom sends the user back (checked again by `safe_next` when read).
+NEXT_COOKIE = "swc_wecom_next"
 
 
 def inside_wecom(request: Request) -> bool:
@@ -24,8 +27,9 @@ def inside_wecom(request: Request) -> bool:
     return "wxwork" in request.headers.get("user-agent", "").lower()
 
 
-def redirect_to_wecom(request: Request, *, oauth: bool) -> Response:
-    """A new state bound to this browser, then WeCom's QR login page (PC) or OAuth2 (inside the WeCom client)."""
+def redirect_to_wecom(request: Request, *, oauth: bool, next_page: str = "/") -> Response:
+    """A new state bound to this browser, then WeCom's QR login page (PC) or OAuth2 (inside the WeCom client);
+    `next_page` is where the callback sends the user."""
     with session_scope() as session:
         state = wecom_login.start_login(session=session)
     target = wecom_login.oauth_url(state) if oauth else wecom_login.qr_login_url(state)
@@ -33,13 +37,15 @@ def redirect_to_wecom(request: Request, *, oauth: bool) -> Response:
     response.set_cookie(WECOM_STATE_COOKIE, sign_wecom_state(state),
                         max_age=int(wecom_login.STATE_LIFETIME.total_seconds()), httponly=True, samesite="lax",
                         secure=is_secure(request), path=STATE_COOKIE_PATH)
+    response.set_cookie(NEXT_COOKIE, safe_next(next_page), max_age=int(wecom_login.STATE_LIFETIME.total_seconds()),
+                        httponly=True, samesite="lax", secure=is_secure(request), path=STATE_COOKIE_PATH)
     return response
 
 
 def start(request: Request) -> Response:
     if not get_settings().wecom_login_enabled:
         return login_page(request, error=t("login.wecom_disabled"), status_code=404)
-    return redirect_to_wecom(request, oauth=inside_wecom(request))
+    return redirect_to_wecom(request, oauth=inside_wecom(request), next_page=request.query_params.get("next", "/"))
 
 
 def callback(request: Request) -> Response:
@@ -58,8 +64,9 @@ def callback(request: Request) -> Response:
         status = 503 if result.error_key in wecom_login.UNAVAILABLE else \
             400 if result.error_key in wecom_login.BAD_REQUEST else 401
         return login_page(request, error=t(str(result.error_key), **result.error_params), status_code=status)
-    response = RedirectResponse("/", status_code=303)
+    response = RedirectResponse(safe_next(request.cookies.get(NEXT_COOKIE)), status_code=303)
     set_session_cookie(response, request, result.token)
+    response.delete_cookie(NEXT_COOKIE, path=STATE_COOKIE_PATH)
     return response
 
 

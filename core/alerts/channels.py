@@ -14,12 +14,13 @@ from base.problems import Problem
 from base.timeutil import utcnow
 from core import audit
 from core.alerts import app_messages
+from core.alerts.destinations import check_destination
 from core.alerts.outbox import SEND_TIMEOUT_SECONDS, record_send
 from core.alerts.robots import RobotError, Target, send
 from core.auth.permissions import Actor, Capability, require
 from core.wecom.client import WeComClient, WeComError
 from core.wecom.messages import send_textcard
-from db.models import AlertChannel, AlertDelivery, Branch, ChannelKind, DeliveryStatus
+from db.models import AlertChannel, AlertDelivery, Branch, ChannelKind, DeliveryStatus, Role
 from i18n import error_text, t
 
 
@@ -83,6 +84,10 @@ def add_channel(*, session: Session, actor: Actor, kind: str, url: str = "", sec
         parsed = parse_url(url)
         if kind == ChannelKind.wecom and ("webhook/send" not in parsed.path or not parsed.params.get("key")):
             raise InvalidInput("alerts.channel.url_kind_mismatch")
+        # A generic webhook can point anywhere public; only HQ's administrator decides where.
+        if kind == ChannelKind.webhook and actor.role != Role.hq_admin:
+            raise PermissionDenied("alerts.channel.webhook_admin_only")
+        check_destination(kind, url)
     name = (name or "").strip() or t(f"channel_kind.{kind}")
     if len(name) > 100:
         raise InvalidInput("alerts.channel.name_too_long")

@@ -11,7 +11,8 @@ from core.scheduling.jobs import JobContext, register_job
 log = logging.getLogger("alerts")
 
 
-@register_job(id="alerts.deliver", interval_seconds=30, order=30, requestable=True)
+# As often as the count sync ticks: an alert it leads to waits at most one tick to go out.
+@register_job(id="alerts.deliver", interval_seconds=15, order=30, requestable=True)
 def deliver_job(ctx: JobContext) -> dict:
     time.sleep(quiet_wait(datetime.now(display_zone())))
     figures = deliver_due(engine=ctx.engine, fence=ctx.fence)

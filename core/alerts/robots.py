@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import httpx
 
+from base.errors import DomainError
 from base.problems import Problem
+from core.alerts.destinations import check_destination
 from i18n import error_text
 
 # Messages per minute each platform accepts from one robot (WECOM.md).
@@ -91,8 +93,11 @@ def send(target: Target, text: str, *, http: httpx.Client) -> None:
     whatever raised it (a malformed address, the network, a strange answer),
     becomes a RobotError with a reason an operator can act on."""
     try:
+        check_destination(target.kind, target.url)
         url, headers, data = build_request(target, text)
-        response = http.post(url, content=data, headers=headers)
+        response = http.post(url, content=data, headers=headers, follow_redirects=False)
+    except DomainError as exc:
+        raise RobotError("alerts.robot.destination_refused", reason=error_text(exc)) from exc
     except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:
         raise RobotError("alerts.robot.bad_url", error=str(exc)) from exc
     except (httpx.ReadTimeout, httpx.RemoteProtocolError) as exc:

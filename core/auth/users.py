@@ -13,6 +13,7 @@ from sqlmodel import Session, col, select
 from base.errors import ConcurrentEdit, InvalidInput, NotFound
 from base.timeutil import utcnow
 from core import audit
+from core.auth import lockout
 from core.auth.passwords import MIN_LENGTH, hash_password
 from core.auth.permissions import Actor, Capability, require
 from core.auth.sessions import find_user, revoke_all_for_user
@@ -173,6 +174,20 @@ def reset_password(*, session: Session, actor: Actor, user_id: int, expected_ver
     audit.record(session=session, actor=actor, action="user.reset_password", entity_type="user",
                  entity_id=user_id, branch_id=user.branch_id)
     return user
+
+
+def unlock_user(*, session: Session, actor: Actor, username: str) -> int:
+    """Let a username log in again from every address at once (its failed attempts
+    are forgotten); answers how many failures were cleared. Audited."""
+    require(actor, Capability.manage_users)
+    user = find_user(session=session, username=username)
+    if user is None:
+        raise NotFound("users.not_found", username=username.strip())
+    assert user.id is not None  # a loaded row has its key
+    cleared = lockout.clear_failures(session=session, username=user.username)
+    audit.record(session=session, actor=actor, action="user.unlock", entity_type="user", entity_id=user.id,
+                 branch_id=user.branch_id, before={"failed_attempts": cleared})
+    return cleared
 
 
 def _bump(session: Session, user: User, expected_version: int) -> None:

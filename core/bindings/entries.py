@@ -1,6 +1,7 @@
 """THE entry rule (导流入口, DESIGN.md): the client may show a store's entry only
-when the store is open, the binding is current, the flag is shown, and the
-account is active and not full.
+when the store is open, the binding is current, the flag is shown, the
+account is active and not full, and the store's contact code exists (unless
+HQ turned `codes.entry_needs_code` off for an App that renders entries another way).
 
 The rule is one SQL expression, `reason_expr`, selected by the client API, the
 export, the bindings and stores pages and the overview alike, so what the API
@@ -11,14 +12,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import Enum, StrEnum
 from functools import lru_cache
+from urllib.parse import quote
 
-from sqlalchemy import bindparam, case, literal
+from sqlalchemy import bindparam, case, exists, literal
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.elements import ColumnElement
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
 from core.auth.permissions import Actor, Capability, require
-from db.models import Account, AccountStatus, Binding, Store, StoreStatus
+from db.models import Account, AccountStatus, Binding, ContactCode, SettingOverride, Store, StoreStatus
+from db.typed import select_columns
 
 
 class EntryReason(StrEnum):
@@ -27,6 +30,7 @@ class EntryReason(StrEnum):
     store_closed = "store_closed"
     account_disabled = "account_disabled"
     account_full = "account_full"
+    no_code = "no_code"
 
 
 # The console's name for a bound account that is standby (备用, not yet
@@ -44,7 +48,25 @@ def current_binding_join() -> ColumnElement[bool]:
     return (col(Binding.store_id) == Store.id) & col(Binding.ended_at).is_(None)
 
 
-def reason_expr(*, standby_apart: bool = False) -> ColumnElement:
+def _setting_is(key: str, value_json: str) -> ColumnElement[bool]:
+    """Whether an operator saved this value for the setting, read in the same
+    query: no second round trip, and every process sees a change at once."""
+    return exists().where(col(SettingOverride.key) == key,
+                          col(SettingOverride.value_json) == value_json).correlate_except(SettingOverride)
+
+
+def has_no_code(*, code_joined: bool = False) -> ColumnElement[bool]:
+    """The store has no contact code in WeCom yet, and the App needs one. With
+    `code_joined` the query left-joins the store's contact_code row itself."""
+    if code_joined:
+        missing: ColumnElement[bool] = col(ContactCode.config_id).is_(None)
+    else:
+        missing = ~exists().where(col(ContactCode.store_id) == Store.id,
+                                  col(ContactCode.config_id).is_not(None)).correlate_except(ContactCode)
+    return missing & ~_setting_is("codes.entry_needs_code", "false")
+
+
+def reason_expr(*, standby_apart: bool = False, code_joined: bool = False) -> ColumnElement:
     """Why the entry is not visible, or NULL when it is, over Store ⟕ current
     Binding ⟕ Account. Serving problems come before the operator's flag: a hidden
     entry whose account is full still needs action. An account that is bound but
@@ -59,6 +81,7 @@ def reason_expr(*, standby_apart: bool = False) -> ColumnElement:
         (col(Account.status) != AccountStatus.active, literal(EntryReason.account_disabled.value)),
         (col(Account.customer_count) >= col(Account.capacity_limit), literal(EntryReason.account_full.value)),
         (col(Binding.shown).is_(False), literal(EntryReason.hidden.value)),
+        (has_no_code(code_joined=code_joined), literal(EntryReason.no_code.value)),
         else_=None,
     )
 
@@ -70,30 +93,45 @@ class Entry:
     wecom_userid: str | None
     wecom_name: str | None
     reason: str | None
+    qr_code: str | None = None
+    contact_link: str | None = None
 
     def as_json(self) -> dict:
-        """The client API's shape. A hidden entry names no account, so the App
-        can never show one it should not."""
+        """The client API's shape. A hidden entry names no account, QR or link,
+        so the App can never show one it should not."""
         body: dict = {"crm_store_id": self.crm_store_id, "visible": self.visible,
                       "wecom_userid": self.wecom_userid if self.visible else None,
-                      "wecom_name": self.wecom_name if self.visible else None}
+                      "wecom_name": self.wecom_name if self.visible else None,
+                      "qr_code": self.qr_code if self.visible else None,
+                      "contact_link": self.contact_link if self.visible else None}
         if not self.visible:
             body["reason"] = self.reason
         return body
 
 
+def contact_link(link_url: str, state: str) -> str:
+    """The 获客链接 with `customer_channel=<state>`: WeCom hands the value back as
+    the add's State, so the add is attributed to the store. (Built by hand: the
+    API answers it on every request, and WeCom's link carries no such parameter.)"""
+    return f"{link_url}{'&' if '?' in link_url else '?'}customer_channel={quote(state, safe='')}"
+
+
 def _entry_query():
     return (
-        select(Store.crm_store_id, Account.userid, Account.name, reason_expr())
+        select_columns(Store.crm_store_id, Account.userid, Account.name, reason_expr(code_joined=True),
+                       ContactCode.qr_code, ContactCode.link_url, ContactCode.state,
+                       _setting_is("codes.links_enabled", "true"))
         .select_from(Store)
         .join(Binding, current_binding_join(), isouter=True)
         .join(Account, col(Account.id) == Binding.account_id, isouter=True)
+        .join(ContactCode, col(ContactCode.store_id) == Store.id, isouter=True)
     )
 
 
 def _entry(row) -> Entry:
-    crm_store_id, userid, name, reason = row
-    return Entry(crm_store_id, reason is None, userid, name, reason)
+    crm_store_id, userid, name, reason, qr_code, link_url, state, links_on = row
+    link = contact_link(link_url, state) if links_on and link_url and state else None
+    return Entry(crm_store_id, reason is None, userid, name, reason, qr_code, link)
 
 
 # Built once: the client API runs this per request, and building the statement

@@ -20,10 +20,23 @@ from base.timeutil import utcnow
 from core import audit, settings_store
 from core.auth.permissions import Actor, Capability, require
 from core.bindings import service as bindings
+from core.bindings import standby
 from core.bindings.entries import BLOCKING_REASONS, current_binding_join, reason_expr
 from core.conflicts import lock_for_write, settled_races
-from core.directory import accounts
-from db.models import Account, AccountStatus, Binding, BindingEndReason, Branch, Store, StoreStatus, User
+from core.directory import accounts, known_members
+from core.directory.known_members import NOT_CONFIGURED, MemberCheck
+from db.models import (
+    Account,
+    AccountStatus,
+    Binding,
+    BindingEndReason,
+    Branch,
+    StandbyAccount,
+    Store,
+    StoreStatus,
+    SwitchReason,
+    User,
+)
 from db.typed import select_columns
 
 # SQLite caps bound parameters; two per row in the compare-and-set.
@@ -90,7 +103,8 @@ class BindingRow:
 class RowProblem:
     crm_store_id: str
     store_name: str
-    reason: str   # changed | store_closed | account_disabled | account_standby | account_full
+    # changed | store_closed | account_disabled | account_standby | account_full | wecom_<MemberProblem>
+    reason: str
 
 
 class BulkRefused(DomainError):
@@ -204,6 +218,62 @@ def matching_rows(*, session: Session, actor: Actor, filters: BindingFilter) -> 
 
 
 @dataclass(frozen=True)
+class ShowPlan:
+    """What a bulk show/hide would do, worked out before the operator confirms:
+    the rows that change, those already so, and those that will not change and why."""
+    shown: bool
+    selected: int
+    changing: list[Selected]
+    unchanged: list[Selected]
+    refused: list[RowProblem]
+    member_check: MemberCheck
+
+    @property
+    def versions(self) -> dict[int, int]:
+        """What to confirm: every row that is not refused, at the version the plan saw."""
+        return {s.binding_id: s.version for s in self.changing + self.unchanged}
+
+
+def plan_shown(*, session: Session, actor: Actor, targets: list[Selected], shown: bool) -> ShowPlan:
+    """Run every check `set_shown` makes (changed since, closed store, account disabled,
+    standby or full, and when showing, whether WeCom knows the account) without writing,
+    so the confirmation can say what will and will not change before it asks."""
+    require(actor, Capability.review_entries)
+    loaded = _load_rows(session, sorted({s.binding_id for s in targets}), lock=False)
+    for row in loaded.values():
+        require(actor, Capability.review_entries, branch_id=row[7])
+    check = _member_check(loaded.values()) if shown else NOT_CONFIGURED
+    changing: list[Selected] = []
+    unchanged: list[Selected] = []
+    refused: list[RowProblem] = []
+    for target in sorted(targets, key=lambda s: s.crm_store_id):
+        seen = loaded.get(target.binding_id)
+        if seen is None or seen[2] is not None or seen[1] != target.version:
+            refused.append(RowProblem(target.crm_store_id, target.store_name, "changed"))
+            continue
+        blocker = _show_blocker(seen, check) if shown else None
+        if blocker is not None:
+            refused.append(RowProblem(target.crm_store_id, target.store_name, blocker))
+            continue
+        fresh = Selected(target.binding_id, target.version, seen[3], seen[4] is not None, target.crm_store_id,
+                         target.store_name)
+        (changing if fresh.would_change(shown) else unchanged).append(fresh)
+    return ShowPlan(shown, len(targets), changing, unchanged, refused, check)
+
+
+def _member_check(rows) -> MemberCheck:
+    return known_members.check_userids(row[8] for row in rows)
+
+
+def _show_blocker(row: tuple, check: MemberCheck) -> str | None:
+    """Why a loaded row's entry cannot be shown, or None."""
+    if row[9] in BLOCKING_REASONS:
+        return row[9]
+    problem = check.problem(row[8])
+    return None if problem is None else f"wecom_{problem.value}"
+
+
+@dataclass(frozen=True)
 class BulkResult:
     changed: int      # rows whose flag flipped
     unchanged: int    # rows already in the wanted state
@@ -215,8 +285,8 @@ def set_shown(*, session: Session, actor: Actor, versions: dict[int, int], shown
     `versions` maps binding id → the version the operator saw. Refused as a
     whole when any row ended or changed since (BulkRefused "bindings.rows_changed"),
     or, when showing, when any row's store is closed or its account disabled,
-    standby or full ("bindings.cannot_show"). Showing marks the binding reviewed
-    (who, when).
+    standby or full, or WeCom does not know the account as a member with customer
+    contact ("bindings.cannot_show"). Showing marks the binding reviewed (who, when).
 
     The rows are read under lock (SQLite's write lock, PostgreSQL row locks in
     id order), so the check holds until commit for every row, also for rows
@@ -225,9 +295,11 @@ def set_shown(*, session: Session, actor: Actor, versions: dict[int, int], shown
     if not versions:
         raise InvalidInput("bindings.nothing_selected")
     ids = sorted(versions)
+    # WeCom is asked before the write lock is taken: nobody waits on it.
+    check = _member_check(_load_rows(session, ids, lock=False).values()) if shown else NOT_CONFIGURED
     with settled_races("bindings.changed_during_save"):
         lock_for_write(session)
-        loaded = _load_locked(session, ids)
+        loaded = _load_rows(session, ids, lock=True)
         for row in loaded.values():
             require(actor, Capability.review_entries, branch_id=row[7])
         changed = [RowProblem(loaded[i][5] if i in loaded else str(i), loaded[i][6] if i in loaded else "",
@@ -238,7 +310,8 @@ def set_shown(*, session: Session, actor: Actor, versions: dict[int, int], shown
             raise BulkRefused("bindings.rows_changed", sorted(changed, key=lambda p: p.crm_store_id))
         if shown:
             # An ended binding was refused above, so the reason here is about the store and account.
-            blocked = [RowProblem(row[5], row[6], row[9]) for row in loaded.values() if row[9] in BLOCKING_REASONS]
+            blocked = [RowProblem(row[5], row[6], blocker) for row in loaded.values()
+                       if (blocker := _show_blocker(row, check)) is not None]
             if blocked:
                 raise BulkRefused("bindings.cannot_show", sorted(blocked, key=lambda p: p.crm_store_id))
         to_change = [i for i in ids if Selected(i, versions[i], loaded[i][3], loaded[i][4] is not None,
@@ -273,9 +346,9 @@ def set_shown(*, session: Session, actor: Actor, versions: dict[int, int], shown
     return BulkResult(changed=len(to_change), unchanged=len(ids) - len(to_change))
 
 
-def _load_locked(session: Session, ids: list[int]) -> dict[int, tuple]:
-    """The rows of `ids` (ascending) with what the checks need, locked until
-    commit on PostgreSQL (FOR UPDATE; SQLite has no row locks, the caller holds
+def _load_rows(session: Session, ids: list[int], *, lock: bool) -> dict[int, tuple]:
+    """The rows of `ids` (ascending) with what the checks need; with `lock`, locked
+    until commit on PostgreSQL (FOR UPDATE; SQLite has no row locks, the caller holds
     the write lock). Ascending id order in every chunk keeps two bulk actions
     over overlapping rows from deadlocking."""
     loaded: dict[int, tuple] = {}
@@ -290,8 +363,9 @@ def _load_locked(session: Session, ids: list[int]) -> dict[int, tuple]:
             .join(Account, col(Account.id) == Binding.account_id)
             .where(col(Binding.id).in_(chunk))
             .order_by(col(Binding.id))
-            .with_for_update(of=Binding)
         )
+        if lock:
+            query = query.with_for_update(of=Binding)
         for row in session.exec(query).all():
             loaded[row[0]] = row
     return loaded
@@ -311,12 +385,14 @@ def _current_binding(session: Session, actor: Actor, binding_id: int,
 
 def replace_account(*, session: Session, actor: Actor, binding_id: int, expected_version: int, userid: str,
                     name: str = "", show_now: bool = False) -> Binding:
-    """换号: end the binding as `replaced` and bind the store to another account,
-    a standby or unbound one, or a new userid (created active). The old account
-    keeps its row and status for ongoing operation. The new binding starts
-    hidden unless the operator shows it at once (which counts as the review).
-    A branch-scoped operator may switch to a new userid or to an account whose
-    last store was in the operator's branch.
+    """换号: move the store to another account, a standby or unbound one, or a
+    new userid (created active), the way the automatic switch does
+    (core.bindings.standby.move_store): the old binding ends `replaced`, the old
+    account keeps its row and status for ongoing operation, and a shown entry
+    stays up on the new account (the operator's choice counts as its review);
+    a hidden one stays hidden unless the operator shows it at once. A shown
+    entry is not moved to a full account. A branch-scoped operator may switch
+    to a new userid or to an account whose last store was in the operator's branch.
 
     Two operators taking the same account at once: one wins, the other gets
     ConcurrentEdit "bindings.taken_meanwhile" and nothing is written."""
@@ -333,7 +409,6 @@ def replace_account(*, session: Session, actor: Actor, binding_id: int, expected
 def _replace(session: Session, actor: Actor, binding_id: int, expected_version: int, userid: str, name: str,
              show_now: bool) -> Binding:
     old, store, old_account = _current_binding(session, actor, binding_id, expected_version)
-    old_shown = old.shown
     account = accounts.find_account(session=session, userid=userid)
     if account is None:
         account = accounts.create_account(session=session, actor=actor, userid=userid, name=name or userid,
@@ -351,23 +426,19 @@ def _replace(session: Session, actor: Actor, binding_id: int, expected_version: 
         if other is not None:
             other_store = session.get_one(Store, other.store_id)
             raise InvalidInput("bindings.account_in_use", account=account.userid, store=other_store.crm_store_id)
-    if show_now:
-        if store.status != StoreStatus.open:
-            raise InvalidInput("bindings.cannot_show_store_closed", store=store.crm_store_id)
-        if account.customer_count >= account.capacity_limit:
-            raise InvalidInput("bindings.cannot_show_account_full", store=store.crm_store_id, account=account.userid)
-    if account.status == AccountStatus.standby:
-        accounts.set_status(session=session, actor=actor, account=account, status=AccountStatus.active,
-                            branch_id=store.branch_id)
-    bindings.end_binding(session=session, actor=actor, binding=old, reason=BindingEndReason.replaced,
-                         expected_version=expected_version)
-    new = bindings.start_binding(session=session, actor=actor, store=store, account=account, shown=show_now,
-                                 reviewed=show_now)
-    audit.record(session=session, actor=actor, action="binding.replace", entity_type="store",
-                 entity_id=store.crm_store_id, branch_id=store.branch_id,
-                 before={"account": old_account.userid, "shown": old_shown, "binding": old.id},
-                 after={"account": account.userid, "shown": show_now, "binding": new.id})
-    return new
+        reserved = session.exec(select(StandbyAccount.store_id).where(
+            col(StandbyAccount.account_id) == account.id, col(StandbyAccount.store_id) != store.id)).first()
+        if reserved is not None:
+            other_store = session.get_one(Store, reserved)
+            raise InvalidInput("standby.reserved_elsewhere", userid=account.userid, store=other_store.crm_store_id)
+    shown = old.shown or show_now
+    if show_now and store.status != StoreStatus.open:
+        raise InvalidInput("bindings.cannot_show_store_closed", store=store.crm_store_id)
+    if shown and account.customer_count >= account.capacity_limit:
+        raise InvalidInput("bindings.cannot_show_account_full", store=store.crm_store_id, account=account.userid)
+    return standby.move_store(session=session, actor=actor, store=store, binding=old,
+                              expected_version=expected_version, account=account, reason=SwitchReason.replaced,
+                              shown=shown, reviewed=shown).binding
 
 
 def unbind(*, session: Session, actor: Actor, binding_id: int, expected_version: int) -> Binding:
@@ -417,17 +488,22 @@ def store_history(*, session: Session, actor: Actor, store_id: int) -> list[Hist
 CANDIDATE_LIMIT = 100
 
 
-def replacement_candidates(*, session: Session, actor: Actor, search: str = "",
+def replacement_candidates(*, session: Session, actor: Actor, search: str = "", store_id: int | None = None,
                            limit: int = CANDIDATE_LIMIT) -> tuple[list[Account], int]:
     """Accounts a store can switch to, standby first, and how many there are:
-    standby, or active without a current binding, and not full; matching
-    `search` (userid prefix or name). A branch-scoped operator gets only
-    accounts whose last store was in the operator's branch."""
+    standby, or active without a current binding, and not full, and not
+    reserved as another store's standby (with `store_id`, the store's own
+    standby accounts are offered); matching `search` (userid prefix or name).
+    A branch-scoped operator gets only accounts whose last store was in the
+    operator's branch."""
     require(actor, Capability.review_entries)
     bound = select(Binding.account_id).where(col(Binding.ended_at).is_(None))
+    reserved = select(StandbyAccount.account_id)
+    if store_id is not None:
+        reserved = reserved.where(col(StandbyAccount.store_id) != store_id)
     conditions: list[ColumnElement[bool]] = [
         col(Account.status) != AccountStatus.disabled, col(Account.customer_count) < col(Account.capacity_limit),
-        col(Account.id).not_in(bound)]
+        col(Account.id).not_in(bound), col(Account.id).not_in(reserved)]
     if actor.branch_scope is not None:
         conditions.append(accounts.last_branch_expr() == actor.branch_scope)
     term = search.strip()

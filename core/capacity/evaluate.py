@@ -11,7 +11,7 @@ from base.timeutil import utcnow
 from core import settings_store
 from core.alerts import outbox
 from core.capacity.placement import placements
-from core.capacity.rules import REPEATED_LEVELS, Thresholds, decide, highest, usage_pct
+from core.capacity.rules import LEVELS, REPEATED_LEVELS, Thresholds, decide, highest, usage_pct
 from core.capacity.template import render
 from db.models import Account, AccountStatus, AlertChannel, AlertDelivery, CapacityAlert, DeliveryStatus
 from i18n import t
@@ -32,15 +32,24 @@ def evaluate(*, session: Session, now: datetime | None = None) -> dict[str, int]
     places = placements(session=session)
     channels = outbox.enabled_channels(session=session)
     open_rows: dict[int, dict[str, CapacityAlert]] = {}
-    for alert in session.exec(select(CapacityAlert).where(col(CapacityAlert.closed_at).is_(None))).all():
+    # Only the capacity levels' episodes: the switch keeps its no_standby episodes itself.
+    for alert in session.exec(select(CapacityAlert).where(col(CapacityAlert.closed_at).is_(None),
+                                                          col(CapacityAlert.level).in_(LEVELS))).all():
         open_rows.setdefault(alert.account_id, {})[alert.level] = alert
     # Alerts whose last message is still in the outbox: no repeat on top of it.
     in_outbox = set(session.exec(select(AlertDelivery.alert_id).where(
         col(AlertDelivery.status).in_([DeliveryStatus.pending, DeliveryStatus.sending]),
         col(AlertDelivery.alert_id).is_not(None)).distinct()).all())
-    accounts = session.exec(select(Account).where(Account.status == AccountStatus.active)).all()
-    active_ids = {account.id for account in accounts}
-    figures = {"accounts": len(accounts), "opened": 0, "closed": 0, "notified": 0, "repeated": 0, "deliveries": 0,
+    active_ids = set(session.exec(select(Account.id).where(Account.status == AccountStatus.active)).all())
+    # An account below the lowest level without an open episode has nothing to open, close or
+    # repeat: only the others are loaded, a few percent of a large chain.
+    lowest = min(levels.pct(level) for level in LEVELS)
+    accounts = session.exec(select(Account).where(
+        Account.status == AccountStatus.active,
+        (col(Account.customer_count) * 100 >= col(Account.capacity_limit) * lowest)
+        | col(Account.id).in_(select(CapacityAlert.account_id).where(col(CapacityAlert.closed_at).is_(None),
+                                                                     col(CapacityAlert.level).in_(LEVELS))))).all()
+    figures = {"accounts": len(active_ids), "opened": 0, "closed": 0, "notified": 0, "repeated": 0, "deliveries": 0,
                "no_channel": 0}
 
     def close(alert: CapacityAlert) -> None:

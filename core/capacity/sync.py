@@ -10,6 +10,7 @@ not allowed) is stored on every account and fails the job.
 import logging
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -20,9 +21,10 @@ from sqlmodel import Session, col, select
 
 from base.problems import problem
 from base.timeutil import utcnow
+from core.capacity.watch import SYNCED_STATUSES
 from core.scheduling.lease import Fence, LeaseLost
 from core.wecom.client import BUSY, NOT_IN_SCOPE_REASON, THROTTLED, WeComClient, WeComError
-from db.models import Account, AccountStatus, CountSnapshot
+from db.models import Account, CountSnapshot
 
 log = logging.getLogger("capacity")
 
@@ -66,22 +68,28 @@ class SyncAborted(RuntimeError):
 
 
 def sync_counts(*, engine: Engine, client: WeComClient, concurrency: int = 8,
-                now: datetime | None = None, fence: Fence | None = None) -> SyncResult:
-    """Sync every active account. With a `fence`, each batch is written only while
-    the sidecar still holds its lease; once lost, the remaining calls are skipped
-    and LeaseLost is raised."""
+                now: datetime | None = None, fence: Fence | None = None,
+                only: Sequence[int] | None = None) -> SyncResult:
+    """Sync every active account, or `only` those (listed in that order). With a
+    `fence`, each batch is written only while the sidecar still holds its lease;
+    once lost, the remaining calls are skipped and LeaseLost is raised."""
     started = time.monotonic()
     result = SyncResult()
     with Session(engine) as session:
-        accounts = session.exec(select(Account.id, Account.userid).where(
-            Account.status == AccountStatus.active)).all()
+        query = select(Account.id, Account.userid).where(col(Account.status).in_(SYNCED_STATUSES))
+        if only is not None:
+            query = query.where(col(Account.id).in_(only))
+        accounts = list(session.exec(query).all())
+    if only is not None:
+        position = {account_id: number for number, account_id in enumerate(only)}
+        accounts.sort(key=lambda row: position.get(row[0] or 0, 0))
     result.accounts = len(accounts)
     try:
         follow = {userid.lower() for userid in client.follow_users()}
     except WeComError as exc:
         # Nothing can be synced: every account shows the reason.
         with Session(engine) as session:
-            session.exec(update(Account).where(col(Account.status) == AccountStatus.active)
+            session.exec(update(Account).where(col(Account.status).in_(SYNCED_STATUSES))
                          .values(sync_error=sync_problem(exc.reason_key, exc.errcode, exc.errmsg)))
             session.commit()
         raise SyncAborted(f"get_follow_user_list failed: {exc}") from exc

@@ -17,6 +17,6 @@ def sync_members_job(ctx: JobContext) -> dict:
     client = wecom_client(ctx)
     if client is None:
         log.warning("WECOM_CORP_ID / WECOM_SECRET not set: member statuses are not synced")
-        return {"skipped": "WECOM_CORP_ID/WECOM_SECRET not configured"}
+        return {"skipped": "jobs.skipped_no_wecom"}  # a catalog key: the console shows it in words
     with client:
         return sync_members(engine=ctx.engine, client=client, fence=ctx.fence).as_dict()

@@ -6,9 +6,10 @@ active or standby account, paced by the client's limiter) and WeCom's
 `change_contact` callback, at once. Both go through `member_status_seen`, so
 both leave the same state. A member who left (5), was disabled (2), or whom
 WeCom no longer knows (60111, the same as left) retires the account: disabled
-with the reason, its store's current binding ended `account_disabled`, and, when
-it served a store, one member_left alert (an episode opened and closed at once)
-in the outbox in the same transaction. An account already disabled is left as it
+with the reason, taken off any standby list, its store moved to the store's
+standby account (core.bindings.standby) or, without a usable one, its binding
+ended `account_disabled`, and, when it served a store, one member_left alert
+(an episode opened and closed at once) in the outbox in the same transaction. An account already disabled is left as it
 is, so neither a second sync nor a repeated callback alerts again.
 """
 
@@ -29,6 +30,7 @@ from base.timeutil import format_display, utcnow
 from core.alerts import outbox
 from core.auth.permissions import Actor, Capability, require, system_actor
 from core.bindings.service import current_for_account, end_binding
+from core.bindings.standby import move_store, usable_standby
 from core.capacity.sync import MAX_CONSECUTIVE_FAILURES, TRANSIENT, SyncAborted
 from core.conflicts import lock_for_write
 from core.directory.accounts import find_account, set_status
@@ -43,7 +45,9 @@ from db.models import (
     Binding,
     BindingEndReason,
     CapacityAlert,
+    StandbyAccount,
     Store,
+    SwitchReason,
     UnassignedCustomer,
 )
 from db.typed import select_columns
@@ -114,25 +118,38 @@ def member_changed(*, session: Session, actor: Actor, userid: str, status: int,
 
 
 def _retire_account(session: Session, actor: Actor, account: Account, status: int, now: datetime) -> Retired:
-    """Take the account out of service: disabled with the reason, its store's
-    binding ended, the groups told. The contact-code issue's standby switch
-    belongs here: a store with a standby moves to it instead of losing its entry."""
+    """Take the account out of service: disabled with the reason, off any
+    store's standby list, and its store moved to the store's first usable
+    standby account (the entry stays up) or, without one, its binding ended
+    `account_disabled`; the groups are told either way."""
     assert account.id is not None  # a loaded row has its key
     binding = current_for_account(session=session, account_id=account.id)
     store = session.get(Store, binding.store_id) if binding is not None else None
+    session.exec(delete(StandbyAccount).where(col(StandbyAccount.account_id) == account.id))
+    standby = usable_standby(session=session, store_id=store.id) if store is not None and store.id else None
+    if binding is not None and store is not None and standby is not None:
+        move_store(session=session, actor=actor, store=store, binding=binding, expected_version=binding.version,
+                   account=standby, reason=SwitchReason.member_left, shown=binding.shown,
+                   reviewed=binding.shown or binding.reviewed_at is not None, now=now)
     set_status(session=session, actor=actor, account=account, status=AccountStatus.disabled,
                branch_id=store.branch_id if store else None,
                reason=problem(f"accounts.reason.{GONE[status]}", at=format_display(now)))
     if binding is None or store is None:
         return Retired(account.id, None)
-    end_binding(session=session, actor=actor, binding=binding, reason=BindingEndReason.account_disabled)
+    if standby is None:
+        end_binding(session=session, actor=actor, binding=binding, reason=BindingEndReason.account_disabled)
     alert = CapacityAlert(account_id=account.id, level=AlertLevel.member_left, level_pct=0, branch_id=store.branch_id,
                           customer_count=account.customer_count, capacity_limit=account.capacity_limit,
                           opened_at=now, closed_at=now)
     session.add(alert)
     session.flush()
-    text = t(f"accounts.alert.{GONE[status]}", store=store.name, crm_store_id=store.crm_store_id,
-             name=account.name or account.userid, userid=account.userid)
+    if standby is None:
+        text = t(f"accounts.alert.{GONE[status]}", store=store.name, crm_store_id=store.crm_store_id,
+                 name=account.name or account.userid, userid=account.userid)
+    else:
+        text = t(f"accounts.alert.{GONE[status]}_switched", store=store.name, crm_store_id=store.crm_store_id,
+                 name=account.name or account.userid, userid=account.userid,
+                 new_name=standby.name or standby.userid, new=standby.userid)
     if outbox.enqueue(session=session, alert_id=alert.id, branch_id=store.branch_id, text=text, now=now):
         alert.last_notified_at = now
         alert.notify_count = 1

@@ -1,21 +1,22 @@
 """Branches (分公司) and stores (门店): the HQ store list from CRM, search and paging."""
 
 from dataclasses import dataclass, field
-from datetime import datetime
 
-from sqlalchemy import func, or_
+from sqlalchemy import bindparam, func, or_, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
-from base.errors import PermissionDenied
+from base.errors import ConcurrentEdit, PermissionDenied
 from base.timeutil import utcnow
 from core import audit
 from core.auth.permissions import Actor, Capability, require
 from core.bindings import entries
 from core.bindings import service as bindings
 from core.sheets import SheetColumn, SheetRow, read_sheet
+from db.fastsql import insert_many, one_of
 from db.models import Account, Binding, BindingEndReason, Branch, BranchBindingStats, Store, StoreStatus
-from db.typed import select_columns
+from db.typed import select_columns, table_of
 
 STORE_COLUMNS = [
     SheetColumn("branch_code", ("分公司编码", "branch_code"), is_id=True),
@@ -186,26 +187,30 @@ def _check_store_row(row: SheetRow, seen: dict[str, int]) -> list[tuple[str, dic
     return problems
 
 
-def _end_bindings_of_closed(session: Session, actor: Actor, store_ids: list[int], at: datetime) -> int:
-    """A closed store's entry hides itself: its current binding ends. How many ended."""
-    ends: list[bindings.End] = []
-    for chunk_start in range(0, len(store_ids), 900):
-        ends += [bindings.End(*row) for row in session.exec(
-            select_columns(Binding.id, Binding.version, Store.branch_id, Store.crm_store_id, Account.userid,
-                           Binding.shown, col(Binding.reviewed_at).is_not(None))
-            .join(Store, entries.current_binding_join())
-            .join(Account, col(Account.id) == Binding.account_id)
-            .where(col(Store.id).in_(store_ids[chunk_start:chunk_start + 900]))
-            .order_by(col(Binding.id))).all()]
-    bindings.end_many(session=session, actor=actor, ends=ends, reason=BindingEndReason.store_closed, at=at)
-    return len(ends)
+def _ends_of_closing(session: Session, store_ids: list[int]) -> list[bindings.End]:
+    """The current bindings of the stores that close."""
+    if not store_ids:
+        return []
+    connection = session.connection()
+    return [bindings.End(*row) for row in session.exec(
+        select_columns(Binding.id, Binding.version, Store.branch_id, Store.crm_store_id, Account.userid,
+                       Binding.shown, col(Binding.reviewed_at).is_not(None))
+        .join(Store, entries.current_binding_join())
+        .join(Account, col(Account.id) == Binding.account_id)
+        .where(one_of(connection, col(Store.id), store_ids))
+        .order_by(col(Binding.id))).all()]
+
+
+_STORE = table_of(Store)
 
 
 def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
                   dry_run: bool = False) -> StoreImportResult:
     """Upsert the CRM store list. All or nothing: with any bad row nothing is
-    written and every bad row is named. A store that closes ends its current
-    binding (reason store_closed) so its entry hides itself."""
+    written and every bad row is named; a store changed or added by someone
+    else while the file was being read refuses the whole import
+    (ConcurrentEdit). A store that closes ends its current binding (reason
+    store_closed) so its entry hides itself."""
     require(actor, Capability.manage_stores)
     sheet = read_sheet(data, filename, STORE_COLUMNS)
     result = StoreImportResult(rows=len(sheet.rows))
@@ -224,61 +229,85 @@ def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
     if result.errors:
         return result
 
-    branches = {b.code: b for b in session.exec(select(Branch)).all()}
-    for code, (name, _) in branch_names.items():
-        branch = branches.get(code)
-        if branch is None:
-            branch = Branch(code=code, name=name)
-            session.add(branch)
-            result.branches_created += 1
-            branches[code] = branch
-        elif branch.name != name:
-            audit.record(session=session, actor=actor, action="branch.rename", entity_type="branch",
-                         entity_id=code, branch_id=branch.id, before={"name": branch.name}, after={"name": name})
-            branch.name = name
-            session.add(branch)
-    session.flush()
-
-    ids = [row.values["crm_store_id"] for row in sheet.rows]
-    existing: dict[str, Store] = {}
-    for chunk_start in range(0, len(ids), 900):
-        chunk = ids[chunk_start:chunk_start + 900]
-        existing.update((store.crm_store_id, store)
-                        for store in session.exec(select(Store).where(col(Store.crm_store_id).in_(chunk))).all())
-    now = utcnow()
+    # SQLite has one writer, and event intake and the WeCom callback wait behind
+    # it: everything the import can work out is worked out from reads first; the
+    # write lock is then held only for bulk statements, each a compare-and-set
+    # on the versions read, so a change made meanwhile refuses the whole import.
+    connection = session.connection()
+    branches = {code: (branch_id, name) for branch_id, code, name in
+                session.exec(select_columns(Branch.id, Branch.code, Branch.name)).all()}
+    existing = {crm: (store_id, name, branch_id, status, version) for store_id, crm, name, branch_id, status, version
+                in session.exec(select_columns(Store.id, Store.crm_store_id, Store.name, Store.branch_id,
+                                               Store.status, Store.version)
+                                .where(one_of(connection, col(Store.crm_store_id),
+                                              [row.values["crm_store_id"] for row in sheet.rows]))).all()}
+    new_branches = [(code, name) for code, (name, _) in branch_names.items() if code not in branches]
+    renamed = [(code, name) for code, (name, _) in branch_names.items()
+               if code in branches and branches[code][1] != name]
+    created: list[tuple[str, str, str, str]] = []  # crm_store_id, name, branch code, status
+    changed: list[tuple[SheetRow, int, int, dict, str]] = []  # row, store id, version, before, status
     closing_store_ids: list[int] = []
     for row in sheet.rows:
         v = row.values
-        branch = branches[v["branch_code"]]
-        assert branch.id is not None  # assigned by the flush above
         status = STATUS_WORDS[v["status"].lower()].value
-        store = existing.get(v["crm_store_id"])
-        if store is None:
-            store = Store(crm_store_id=v["crm_store_id"], name=v["store_name"], branch_id=branch.id, status=status)
-            session.add(store)
-            result.created += 1
+        found = existing.get(v["crm_store_id"])
+        if found is None:
+            created.append((v["crm_store_id"], v["store_name"], v["branch_code"], status))
             continue
-        before = {"name": store.name, "branch_id": store.branch_id, "status": store.status}
-        after = {"name": v["store_name"], "branch_id": branch.id, "status": status}
-        if before == after:
+        store_id, name, branch_id, old_status, version = found
+        branch = branches.get(v["branch_code"])
+        if branch is not None and (name, branch_id, old_status) == (v["store_name"], branch[0], status):
             result.unchanged += 1
             continue
-        if store.status == StoreStatus.open and status == StoreStatus.closed:
-            assert store.id is not None  # a loaded row has its key
-            closing_store_ids.append(store.id)
-        store.name, store.branch_id, store.status = v["store_name"], branch.id, status
-        store.version += 1
-        store.updated_at = now
-        session.add(store)
-        result.updated += 1
-        audit.record(session=session, actor=actor, action="store.update", entity_type="store",
-                     entity_id=store.crm_store_id, branch_id=branch.id, before=before, after=after)
-    session.flush()
-    result.closed_bindings = _end_bindings_of_closed(session, actor, closing_store_ids, now)
+        if old_status == StoreStatus.open and status == StoreStatus.closed:
+            closing_store_ids.append(store_id)
+        changed.append((row, store_id, version, {"name": name, "branch_id": branch_id, "status": old_status}, status))
+    now = utcnow()
+
+    # Writes: the first one waits for the write lock; from then on only bulk statements.
+    branch_ids = {code: branch_id for code, (branch_id, _) in branches.items()}
+    for code, name in new_branches:
+        new_branch = Branch(code=code, name=name)
+        session.add(new_branch)
+        session.flush()
+        assert new_branch.id is not None  # assigned by the flush
+        branch_ids[code] = new_branch.id
+    result.branches_created = len(new_branches)
+    for code, name in renamed:
+        branch_id, old_name = branches[code]
+        session.exec(update(Branch).where(col(Branch.id) == branch_id).values(name=name))
+        audit.record(session=session, actor=actor, action="branch.rename", entity_type="branch", entity_id=code,
+                     branch_id=branch_id, before={"name": old_name}, after={"name": name})
+    try:
+        insert_many(connection, _STORE, [
+            {"crm_store_id": crm, "name": name, "branch_id": branch_ids[code], "status": status, "version": 1,
+             "created_at": now, "updated_at": now} for crm, name, code, status in created])
+    except IntegrityError:  # another import added one of these stores meanwhile
+        raise ConcurrentEdit("stores.changed_during_import") from None
+    result.created = len(created)
+    if changed:
+        done = connection.execute(
+            _STORE.update().where(_STORE.c.id == bindparam("s_id"), _STORE.c.version == bindparam("s_version"))
+            .values(name=bindparam("s_name"), branch_id=bindparam("s_branch"), status=bindparam("s_status"),
+                    version=bindparam("s_next"), updated_at=now),
+            [{"s_id": store_id, "s_version": version, "s_next": version + 1, "s_name": row.values["store_name"],
+              "s_branch": branch_ids[row.values["branch_code"]], "s_status": status}
+             for row, store_id, version, _before, status in changed])
+        if done.rowcount != len(changed):
+            raise ConcurrentEdit("stores.changed_during_import")
+    result.updated = len(changed)
+    audit.record_many(session=session, actor=actor, at=now, entries=[
+        audit.Entry("store.update", "store", row.values["crm_store_id"], branch_ids[row.values["branch_code"]],
+                    before, {"name": row.values["store_name"], "branch_id": branch_ids[row.values["branch_code"]],
+                             "status": status})
+        for row, _store_id, _version, before, status in changed])
+    # Read under the write lock: no binding can start or change between this read and the end.
+    ends = _ends_of_closing(session, closing_store_ids)
+    bindings.end_many(session=session, actor=actor, ends=ends, reason=BindingEndReason.store_closed, at=now)
+    result.closed_bindings = len(ends)
     audit.record(session=session, actor=actor, action="stores.import", entity_type="import", entity_id=filename[:64],
                  after={"rows": result.rows, "created": result.created, "updated": result.updated,
                         "unchanged": result.unchanged, "branches_created": result.branches_created})
     if dry_run:
         session.rollback()
     return result
-

@@ -1,7 +1,9 @@
 """WeCom `change_external_contact` facts: customers added and deleted.
 
 An added customer is attributed to a store: the one its channel code's
-`State` names (a CRM store ID; precise), else the store whose binding was
+`State` names (precise): the state of a store's contact code (a 获客链接's
+`customer_channel` comes back as the same state), else a CRM store ID (codes
+made elsewhere); else the store whose binding was
 current for the member's account at that moment (every customer that account
 gained then, whichever way they came). It becomes the funnel's last step
 (`added`, the external contact as the user); a State attribution is also
@@ -23,7 +25,7 @@ from base.timeutil import utcnow
 from core.auth.permissions import Actor, Capability, require
 from core.funnel.intake import ADDED_BY_STATE, day_number, fact_zone, record_activity
 from db.fastsql import dialect_insert
-from db.models import Account, Binding, ContactEvent, Store
+from db.models import Account, Binding, ContactCode, ContactEvent, Store
 from db.typed import table_of
 
 ADDED = "add_external_contact"
@@ -56,7 +58,10 @@ def _attributed_store(session: Session, account: Account | None, change: Contact
     """The store and whether State named it."""
     state = change.state.strip()
     if state:
-        store = session.exec(select(Store).where(Store.crm_store_id == state)).first()
+        store = session.exec(select(Store).join(ContactCode, col(ContactCode.store_id) == Store.id)
+                             .where(ContactCode.state == state)).first()
+        if store is None:
+            store = session.exec(select(Store).where(Store.crm_store_id == state)).first()
         if store is not None:
             return store, True
     if account is None:

@@ -22,10 +22,22 @@ class FileProblem:
     params: dict[str, Any]
 
 
-# Text is read this many characters at a time; one JSON array element may not
-# be longer than _MAX_ITEM_CHARS (an event is a few hundred).
+# Text is read this many characters at a time; one JSON array element, and one
+# line of a CSV or JSON Lines file, may not be longer than _MAX_ITEM_CHARS (an
+# event is a few hundred), so no line of a crafted file is ever held whole.
 _TEXT_CHUNK = 1 << 20
 _MAX_ITEM_CHARS = 64 * 1024
+# The problems kept to show; beyond them a file's problems are only counted.
+MAX_PROBLEMS = 1000
+
+
+class _Unreadable:
+    """A line that cannot be an event; its problem is reported without intake."""
+
+    __slots__ = ("key", "params")
+
+    def __init__(self, key: str, **params: Any) -> None:
+        self.key, self.params = key, params
 
 
 def _size(stream: IO[bytes]) -> int:
@@ -63,13 +75,30 @@ def _first_byte(stream: IO[bytes]) -> bytes:
     return byte
 
 
+def _lines(text: IO[str]) -> Iterator[tuple[int, str | None]]:
+    """(line number, line) of the text; None for a line longer than
+    _MAX_ITEM_CHARS, which is skipped without being held."""
+    number = 0
+    while line := text.readline(_MAX_ITEM_CHARS + 1):
+        number += 1
+        if len(line) <= _MAX_ITEM_CHARS or line.endswith(("\n", "\r")):
+            yield number, line
+            continue
+        while (rest := text.readline(_TEXT_CHUNK)) and not rest.endswith(("\n", "\r")):
+            continue
+        yield number, None
+
+
 def _json_lines(text: IO[str]) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(text, start=1):
+    for number, line in _lines(text):
+        if line is None:
+            yield number, _Unreadable("events.file_line_too_long", limit=_MAX_ITEM_CHARS)
+            continue
         if not line.strip():
             continue
         try:
             yield number, json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):  # broken, or nested deeper than any event
             yield number, None
 
 
@@ -123,6 +152,8 @@ def _json_array(text: IO[str]) -> Iterator[tuple[int, Any]]:
         while True:
             try:
                 value, end = decoder.raw_decode(buffer, pos)
+            except RecursionError:  # nested deeper than any event
+                raise broken() from None
             except json.JSONDecodeError:
                 if len(buffer) - pos > _MAX_ITEM_CHARS or not fill():
                     raise broken() from None
@@ -154,18 +185,36 @@ def read_event_file(stream: IO[bytes], filename: str) -> Iterator[tuple[int, Any
         if not is_csv:
             yield from (_json_array if is_array else _json_lines)(text)
             return
-        reader = csv.DictReader(text)
+        yield from _csv_events(text)
+    finally:
+        # The caller owns the stream: do not let the wrapper close it.
+        text.detach()
+
+
+def _csv_events(text: IO[str]) -> Iterator[tuple[int, Any]]:
+    lines = _lines(text)
+    physical = 0  # the line the reader has read up to
+
+    def line_texts() -> Iterator[str]:
+        nonlocal physical
+        for physical, line in lines:
+            if line is None:
+                raise InvalidInput("events.file_bad_csv", line=physical)
+            yield line
+
+    reader = csv.DictReader(line_texts())
+    try:
         headers = [h.strip() for h in reader.fieldnames or []]
         missing = [c for c in FILE_COLUMNS if c != "order_id" and c not in headers]
         if missing:
             raise InvalidInput("events.file_columns", columns=", ".join(missing))
         reader.fieldnames = headers
         for row in reader:
-            yield reader.line_num, {key: (value if value is not None else "") for key, value in row.items()
-                                    if key in FILE_COLUMNS}
-    finally:
-        # The caller owns the stream: do not let the wrapper close it.
-        text.detach()
+            yield physical, {key: (value if value is not None else "") for key, value in row.items()
+                             if key in FILE_COLUMNS}
+    except csv.Error:
+        # A NUL byte, or a quote never closed (the rest reads as one cell): nothing after it reads reliably.
+        raise InvalidInput("events.file_bad_csv", line=physical) from None
 
 
 @dataclass
@@ -173,7 +222,18 @@ class FileImportResult:
     lines: int = 0
     accepted: int = 0
     duplicates: int = 0
-    problems: list[FileProblem] = field(default_factory=list)
+    problems: list[FileProblem] = field(default_factory=list)  # the first MAX_PROBLEMS
+    more_problems: int = 0  # those beyond, counted only
+
+    @property
+    def rejected(self) -> int:
+        return len(self.problems) + self.more_problems
+
+    def add_problem(self, problem: FileProblem) -> None:
+        if len(self.problems) < MAX_PROBLEMS:
+            self.problems.append(problem)
+        else:
+            self.more_problems += 1
 
 
 def import_event_file(*, session_factory: Callable[[], Any], actor: Actor, stream: IO[bytes], filename: str,
@@ -188,12 +248,17 @@ def import_event_file(*, session_factory: Callable[[], Any], actor: Actor, strea
     result = FileImportResult()
 
     def flush(chunk: list[tuple[int, Any]]) -> None:
+        readable = [(line, event) for line, event in chunk if not isinstance(event, _Unreadable)]
+        problems = [FileProblem(line, event.key, event.params) for line, event in chunk
+                    if isinstance(event, _Unreadable)]
         with session_factory() as session:
-            batch = ingest_events(session=session, actor=actor, events=[event for _, event in chunk],
+            batch = ingest_events(session=session, actor=actor, events=[event for _, event in readable],
                                   source="import", now=now)
         result.accepted += batch.accepted
         result.duplicates += batch.duplicates
-        result.problems.extend(FileProblem(chunk[index][0], key, params) for index, key, params in batch.rejected)
+        problems += [FileProblem(readable[index][0], key, params) for index, key, params in batch.rejected]
+        for problem in sorted(problems, key=lambda p: p.line):
+            result.add_problem(problem)
         if progress:
             progress(result.lines, min(1.0, stream.tell() / size))
 

@@ -1,9 +1,9 @@
 """The funnel's figures as the page and `metrics` read them: overall, per branch,
 per store, per day, and the export names."""
 
-import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -69,6 +69,11 @@ class Funnel:
     @property
     def add_rate(self) -> float | None:
         return self._rate(self.count("added"), self.count("guide_view"))
+
+    def conversions(self, steps: list[str]) -> list[float | None]:
+        """Each step's users as a share of the step before it: None for the first step,
+        and where either count is unknown or the step before had nobody."""
+        return [None] + [self._rate(self.count(step), self.count(before)) for before, step in pairwise(steps)]
 
 
 @dataclass
@@ -228,6 +233,40 @@ def by_store(*, session: Session, actor: Actor, filters: MetricsFilter) -> list[
     return result
 
 
+@dataclass(frozen=True)
+class StoreRanking:
+    """Stores by add-click rate, among those with enough guide-page viewers to say something."""
+
+    top: list[ScopeFigures]
+    bottom: list[ScopeFigures]
+    ranked: int  # stores that had enough traffic to be ranked
+
+
+def store_ranking(*, session: Session, actor: Actor, filters: MetricsFilter, size: int,
+                  min_guide_views: int) -> StoreRanking:
+    """The `size` stores with the highest and the lowest add-click rate (add clicks / guide-page
+    viewers) over the filter's range, counting only stores with at least `min_guide_views` viewers:
+    two viewers and two clicks are not a 100 % store. Ties go to the store with more viewers.
+    The lowest are listed worst first and never repeat a store of the highest."""
+    if size < 1 or min_guide_views < 1:
+        raise InvalidInput("funnel.ranking.bad_limits")
+    filters = _scoped(session=session, actor=actor, filters=filters)
+    counts = _activity_counts(session, MetricsFilter(filters.start, filters.end, filters.branch_id, None,
+                                                     filters.platform), by_store=True)
+    enough = {store_id: funnel for store_id, funnel in counts.items()
+              if store_id is not None and (funnel.count("guide_view") or 0) >= min_guide_views}
+    stores = session.exec(select_columns(Store.id, Store.crm_store_id, Store.name, Store.status, Store.branch_id,
+                                         counts_as_bound())
+                          .where(col(Store.id).in_(list(enough) or [-1]))).all() if enough else []
+    rows = [ScopeFigures(crm_store_id, name, int(status == StoreStatus.open), int(bound), enough[store_id],
+                         branch_id=branch_id, store_id=store_id, status=status)
+            for store_id, crm_store_id, name, status, branch_id, bound in stores]
+    rows.sort(key=lambda r: (-(r.funnel.add_click_rate or 0.0), -(r.funnel.count("guide_view") or 0), r.key))
+    top = rows[:size]
+    bottom = rows[max(size, len(rows) - size):][::-1]
+    return StoreRanking(top, bottom, len(rows))
+
+
 def daily(*, session: Session, actor: Actor, filters: MetricsFilter) -> list[tuple[date, Funnel]]:
     """Distinct users per step on each day of the range (every day listed)."""
     filters = _scoped(session=session, actor=actor, filters=filters)
@@ -263,18 +302,6 @@ def unattributed_adds(*, session: Session, actor: Actor, filters: MetricsFilter)
     return session.exec(select(func.count(func.distinct(ContactEvent.external_userid))).where(
         ContactEvent.change_type == "add_external_contact", col(ContactEvent.store_id).is_(None),
         col(ContactEvent.occurred_at) >= start, col(ContactEvent.occurred_at) < end)).one()
-
-
-def export_name(table: str, filters: MetricsFilter, *, branch_code: str | None, crm_store_id: str | None) -> str:
-    """A download's file name (without extension) that names the filters
-    applied, in characters every file system and browser keeps."""
-    def safe(value: str) -> str:
-        return re.sub(r"[^0-9A-Za-z.-]+", "-", value).strip("-") or "x"
-
-    parts = ["funnel", table, filters.start.isoformat(), filters.end.isoformat(),
-             f"branch-{safe(branch_code)}" if branch_code else "all-branches",
-             f"store-{safe(crm_store_id)}" if crm_store_id else "all-stores", filters.platform or "all-platforms"]
-    return "_".join(parts)
 
 
 def report(*, session: Session, actor: Actor, start: date, end: date, branch_code: str | None = None) -> dict:

@@ -38,12 +38,24 @@ REASONS = {
     60020: "wecom.reason.ip_not_trusted",
     60111: "wecom.reason.userid_not_found",
     84061: "wecom.reason.not_customer_contact",
+    84074: "wecom.reason.no_customer_contact_permission",
+    40058: "wecom.reason.invalid_parameter",
+    41044: "wecom.reason.contact_way_not_found",
+    84063: "wecom.reason.contact_way_quota",
     45009: "wecom.reason.rate_limited",
     45033: "wecom.reason.concurrency_limited",
     -1: "wecom.reason.busy",
 }
 NETWORK_REASON = "wecom.reason.network"
+# get/update/del_contact_way on a config_id WeCom does not know (deleted elsewhere).
+CONTACT_WAY_NOT_FOUND = 41044
+# A contact way's state and remark, in characters.
+CONTACT_WAY_TEXT_MAX = 30
 NOT_IN_SCOPE_REASON = "wecom.reason.not_in_follow_list"
+# 获客链接: link_name in characters, members per link, the span of one statistic call.
+LINK_NAME_MAX = 30
+LINK_USERS_MAX = 500
+LINK_STATISTIC_MAX_SECONDS = 30 * 86400
 
 
 class WeComError(Exception):
@@ -222,3 +234,83 @@ class WeComClient:
     def customer_count(self, userid: str) -> int:
         """There is no count API: the count is the length of the member's customer list."""
         return len(self.call("externalcontact/list", params={"userid": userid}).get("external_userid", []))
+
+    # -- contact ways (门店活码) ---------------------------------------------
+
+    def add_contact_way(self, *, user: str, state: str, remark: str, skip_verify: bool) -> tuple[str, str]:
+        """A QR contact way serving `user`: its (config_id, qr_code)."""
+        # WeCom refuses a longer state, and a code cut short would attribute adds to no store.
+        if len(state) > CONTACT_WAY_TEXT_MAX or len(remark) > CONTACT_WAY_TEXT_MAX:
+            raise ValueError(f"state and remark are at most {CONTACT_WAY_TEXT_MAX} characters: {state!r}, {remark!r}")
+        answer = self.call("externalcontact/add_contact_way", method="POST", body={
+            "type": 2, "scene": 2, "user": [user], "state": state, "remark": remark, "skip_verify": skip_verify})
+        return str(answer["config_id"]), str(answer.get("qr_code") or "")
+
+    def get_contact_way(self, config_id: str) -> dict[str, Any]:
+        """The whole configuration (`user`, `state`, `qr_code`, …)."""
+        answer = self.call("externalcontact/get_contact_way", method="POST", body={"config_id": config_id})
+        return dict(answer.get("contact_way") or {})
+
+    def update_contact_way(self, *, config_id: str, user: str, state: str, remark: str, skip_verify: bool) -> None:
+        """The same config_id and QR now serve `user` (the member list is replaced);
+        the state is sent again, so a way changed elsewhere gets it back."""
+        if len(state) > CONTACT_WAY_TEXT_MAX or len(remark) > CONTACT_WAY_TEXT_MAX:
+            raise ValueError(f"state and remark are at most {CONTACT_WAY_TEXT_MAX} characters: {state!r}, {remark!r}")
+        self.call("externalcontact/update_contact_way", method="POST", body={
+            "config_id": config_id, "user": [user], "state": state, "remark": remark, "skip_verify": skip_verify})
+
+    def del_contact_way(self, config_id: str) -> None:
+        self.call("externalcontact/del_contact_way", method="POST", body={"config_id": config_id})
+
+    def list_contact_ways(self, *, start_time: int, end_time: int) -> list[str]:
+        """The config_ids of the ways made between the two times (seconds), every page."""
+        config_ids: list[str] = []
+        cursor = ""
+        while True:
+            answer = self.call("externalcontact/list_contact_way", method="POST", body={
+                "start_time": start_time, "end_time": end_time, "cursor": cursor, "limit": 1000})
+            config_ids += [str(way["config_id"]) for way in answer.get("contact_way", [])]
+            cursor = str(answer.get("next_cursor") or "")
+            if not cursor:
+                return config_ids
+
+    # -- 获客链接 (customer acquisition links) ------------------------------
+
+    def create_link(self, *, link_name: str, user_list: list[str], skip_verify: bool = True) -> tuple[str, str]:
+        """A link opening one of `user_list`'s profiles: its (link_id, url)."""
+        _check_link(link_name, user_list)
+        answer = self.call("externalcontact/customer_acquisition/create_link", method="POST", body={
+            "link_name": link_name, "range": {"user_list": user_list}, "skip_verify": skip_verify})
+        link = answer.get("link") or {}
+        return str(link["link_id"]), str(link.get("url") or "")
+
+    def update_link(self, *, link_id: str, link_name: str, user_list: list[str], skip_verify: bool = True) -> None:
+        """The same link_id and URL now open `user_list` (the range is replaced)."""
+        _check_link(link_name, user_list)
+        self.call("externalcontact/customer_acquisition/update_link", method="POST", body={
+            "link_id": link_id, "link_name": link_name, "range": {"user_list": user_list},
+            "skip_verify": skip_verify})
+
+    def delete_link(self, link_id: str) -> None:
+        self.call("externalcontact/customer_acquisition/delete_link", method="POST", body={"link_id": link_id})
+
+    def acquisition_quota(self) -> tuple[int, int]:
+        """The corp's (total, balance) of link adds."""
+        answer = self.call("externalcontact/customer_acquisition_quota")
+        return int(answer.get("total", 0)), int(answer.get("balance", 0))
+
+    def link_statistic(self, *, link_id: str, start_time: int, end_time: int) -> tuple[int, int]:
+        """(customers who clicked, new customers) of the link between the two times (seconds, ≤ 30 days apart)."""
+        if end_time - start_time > LINK_STATISTIC_MAX_SECONDS:
+            raise ValueError("customer_acquisition/statistic covers at most 30 days per call")
+        answer = self.call("externalcontact/customer_acquisition/statistic", method="POST", body={
+            "link_id": link_id, "start_time": start_time, "end_time": end_time})
+        return int(answer.get("click_link_customer_cnt", 0)), int(answer.get("new_customer_cnt", 0))
+
+
+def _check_link(link_name: str, user_list: list[str]) -> None:
+    # WeCom refuses these; a name cut short elsewhere would hide which store a link is.
+    if not link_name or len(link_name) > LINK_NAME_MAX:
+        raise ValueError(f"link_name is 1 to {LINK_NAME_MAX} characters: {link_name!r}")
+    if not user_list or len(user_list) > LINK_USERS_MAX:
+        raise ValueError(f"a link serves 1 to {LINK_USERS_MAX} members")

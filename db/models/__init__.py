@@ -18,6 +18,7 @@ from db.models.capacity import (
                               DeliveryStatus,
                               MemberMessageSend,
 )
+from db.models.codes import ContactCode
 from db.models.events import (
                               ContactEvent,
                               FunnelActivity,
@@ -28,13 +29,16 @@ from db.models.events import (
                               TrackingEvent,
 )
 from db.models.imports import BindingImport, BindingImportRow, ImportRowOutcome
+from db.models.links import AcquisitionQuota, LinkStatistic
 from db.models.members import UnassignedCustomer
 from db.models.org import Branch, Store, StoreStatus
 from db.models.scheduling import JobRequest, JobRun, SchedulerLease
 from db.models.settings import SettingOverride
+from db.models.standby import AccountSwitch, StandbyAccount, SwitchReason
 from db.models.users import ApiKey, LoginAttempt, LoginSession, Role, User, WeComLoginState
 
 __all__ = [
+    "ContactCode",
     "ContactEvent",
     "FunnelActivity",
     "FunnelPending",
@@ -62,6 +66,8 @@ __all__ = [
     "Branch",
     "BranchBindingStats",
     "JobRequest",
+    "AcquisitionQuota",
+    "LinkStatistic",
     "JobRun",
     "ImportRowOutcome",
     "LoginAttempt",
@@ -69,6 +75,9 @@ __all__ = [
     "Role",
     "SchedulerLease",
     "SettingOverride",
+    "StandbyAccount",
+    "AccountSwitch",
+    "SwitchReason",
     "Store",
     "StoreStatus",
     "UnassignedCustomer",

@@ -20,9 +20,14 @@ class AlertLevel(StrEnum):
     # Not a capacity level: the account's member left or was disabled in WeCom
     # (an episode that opens once and is closed at once).
     member_left = "member_left"
+    # Not capacity levels either: the store moved to its standby account (an
+    # episode opened and closed at once), and a store at the switch level with
+    # no standby able to take over (open until the store moves or usage falls).
+    switched = "switched"
+    no_standby = "no_standby"
 
 
-LEVEL_CHECK = "level in ('warn', 'critical', 'full', 'member_left')"
+LEVEL_CHECK = "level in ('warn', 'critical', 'full', 'member_left', 'switched', 'no_standby')"
 
 
 class ChannelKind(StrEnum):

@@ -12,7 +12,7 @@ from core.bindings import review
 from db.engine import get_engine
 from db.models import Binding, Role
 from i18n import t
-from tests.support.factories import bind
+from tests.support.factories import bind, find_store, give_code
 from tests.support.streamlit_server import log_in, wait_for_app_run
 
 pytestmark = pytest.mark.browser
@@ -51,7 +51,9 @@ def test_operator_shows_an_entry_and_the_api_agrees(session, org, make_user, con
         page.close()
 
     after = httpx.get(entry_url, headers={"X-API-Key": key}).json()
-    assert after == {"crm_store_id": "000101", "visible": True, "wecom_userid": "acc1", "wecom_name": "acc1客服"}
+    assert after == {"crm_store_id": "000101", "visible": True, "wecom_userid": "acc1", "wecom_name": "acc1客服",
+                     "qr_code": give_code(session, find_store(session, "000101"), "acc1").qr_code,
+                     "contact_link": None}
     other = httpx.get(f"{console_server.url}/api/v1/stores/000102/entry", headers={"X-API-Key": key}).json()
     assert other["visible"] is False
 

@@ -7,6 +7,7 @@ from sqlmodel import select
 
 from base.config import get_settings
 from base.timeutil import utcnow
+from console.ui.text import md
 from core.wecom.client import forget_tokens
 from db.models import AlertChannel, AlertLevel, CapacityAlert, ChannelInvalidUser, Role
 from i18n import t
@@ -97,7 +98,7 @@ def test_the_demo_alerts_page_shows_the_app_messages_each_member_received(org, s
     as_user(operator)
     at = run_app("alerts.py")
     assert not at.exception, at.exception
-    assert any(t("alerts.app_inbox.member", userid="ops.lead", count=1) == m.value for m in at.markdown)
+    assert any(md("alerts.app_inbox.member", userid="ops.lead", count=1) == m.value for m in at.markdown)
     [card] = [frame.value for frame in at.dataframe if t("alerts.app_inbox.col.title") in frame.value.columns]
     assert list(card[t("alerts.app_inbox.col.title")]) == ["告警渠道测试"]
 

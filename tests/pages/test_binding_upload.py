@@ -3,6 +3,7 @@
 from sqlmodel import select
 
 from base.timeutil import format_display
+from console.ui.text import md
 from core.bindings import service as bindings
 from db.models import Binding, BindingImport, Role, Store
 from i18n import t
@@ -104,7 +105,7 @@ def test_other_file_types_get_chinese_words_not_the_uploaders(org, make_user, as
     as_user(make_user(Role.branch_manager, org["north"]))
     at = run_app("binding_upload.py")
     upload(at, PNG, "photo.png")
-    assert at.error[0].value == t("sheet.unsupported_type", filename="photo.png")
+    assert at.error[0].value == md("sheet.unsupported_type", filename="photo.png")
     upload(at, OLE_ENCRYPTED, "old.xls")
     assert at.error[0].value == t("sheet.encrypted_or_xls")
 
@@ -120,7 +121,7 @@ def test_error_report_is_offered_and_same_file_twice_is_a_notice(org, make_user,
     at.run()
     batch = session.exec(select(BindingImport)).one()
     upload(at, good, "good.csv")
-    assert at.info[-1].value == t("binding_import.already_imported", at=format_display(batch.committed_at),
+    assert at.info[-1].value == md("binding_import.already_imported", at=format_display(batch.committed_at),
                                   user=batch.uploaded_by_name, id=batch.id)
     assert not [b for b in at.button if b.key == "bi_commit"]
 

@@ -44,23 +44,43 @@ def test_operator_bulk_shows_selected_rows_after_confirmation(session, org, make
                                               t("entry_reason.hidden")]
 
 
-def test_bulk_show_of_all_matching_names_rows_that_cannot_be_shown(session, org, make_user, as_user):
+def test_bulk_show_says_before_asking_which_rows_cannot_be_shown(session, org, make_user, as_user):
+    """Issue 13 item 3: the dialog runs the checks first — a full account is named before
+    确认, which then shows only the other rows."""
     as_user(make_user(Role.hq_admin))
     fine = bind(session, "000101", "acc1")
-    bind(session, "000102", "full1", count=5000)
+    full = bind(session, "000102", "full1", count=5000)
     bind(session, "000201", "south1")
     at = run_app("bindings.py")
     at.selectbox(key="review_branch").set_value(org["north"].id).run()
     assert column(at, "bindings.col.crm_store_id") == ["000101", "000102"]
     at.checkbox(key="review_all_matching").check().run()
     at.button(key="review_bulk_show").click().run()
-    at.button(key="review_confirm").click().run()
-    assert at.error[0].value.startswith(t("bindings.cannot_show", count=1, stores="000102")[:10])
+    assert not at.exception
+    assert t("bindings.confirm_refused", count=1) in [w.value for w in at.warning]
     problems = at.dataframe[-1].value
     assert list(problems[t("bindings.col.crm_store_id")]) == ["000102"]
     assert list(problems[t("bindings.col.problem")]) == [t("bindings.problem.account_full")]
+    assert t("bindings.confirm_show", selected=2, changing=1) in [m.value for m in at.markdown]
+    assert at.button(key="review_confirm").label == t("bindings.confirm_rest", count=1)
     session.expire_all()
-    assert not session.get(Binding, fine.id).shown
+    assert not session.get(Binding, fine.id).shown  # nothing before the confirmation
+    at.button(key="review_confirm").click().run()
+    assert not at.exception
+    assert at.success[0].value == t("bindings.done_show", changed=1, unchanged=0)
+    session.expire_all()
+    assert session.get(Binding, fine.id).shown and not session.get(Binding, full.id).shown
+
+
+def test_bulk_show_where_nothing_can_change_offers_no_confirm(session, org, make_user, as_user):
+    as_user(make_user(Role.hq_admin))
+    bind(session, "000102", "full1", count=5000)
+    at = run_app("bindings.py")
+    select_rows(at, TABLE, [0])
+    at.button(key="review_bulk_show").click().run()
+    assert not at.exception
+    assert t("bindings.confirm_nothing", selected=1) in [i.value for i in at.info]
+    assert "review_confirm" not in [b.key for b in at.button]
 
 
 def test_branch_manager_reads_own_branch_without_actions(session, org, make_user, as_user):
@@ -74,7 +94,7 @@ def test_branch_manager_reads_own_branch_without_actions(session, org, make_user
     assert column(at, "bindings.col.review") == [t("bindings.state.pending")]
     assert not [b for b in at.button if b.key in ("review_bulk_show", "review_bulk_hide")]
     select_rows(at, TABLE, [0])
-    assert at.tabs[0].label == t("bindings.tab.history") and len(at.tabs) == 1
+    assert [tab.label for tab in at.tabs] == [t("bindings.tab.history"), t("standby.title"), t("standby.history")]
 
 
 def test_operator_replaces_account_from_the_row_panel(session, org, make_user, as_user):
@@ -82,6 +102,9 @@ def test_operator_replaces_account_from_the_row_panel(session, org, make_user, a
     old = bind(session, "000101", "old1", shown=True, count=5000)
     at = run_app("bindings.py")
     select_rows(at, TABLE, [0])
+    # The confirmation says the live entry stays up; there is no "show at once" to tick.
+    assert t("bindings.replace.keeps_entry") in [i.value for i in at.info]
+    assert not [c for c in at.checkbox if c.key == f"review_replace_show_now_{old.id}"]
     at.text_input(key=f"review_replace_userid_{old.id}").input("new1")
     at.button[[b.label for b in at.button].index(t("bindings.replace.submit"))].click().run()
     assert not at.exception, at.exception
@@ -89,7 +112,8 @@ def test_operator_replaces_account_from_the_row_panel(session, org, make_user, a
     session.expire_all()
     assert session.get(Binding, old.id).end_reason == "replaced"
     assert column(at, "bindings.col.wecom_userid") == ["new1"]
-    assert column(at, "bindings.col.entry") == [t("entry_reason.hidden")]
+    # 换号 keeps a live entry up: it was shown, so it is shown on the new account.
+    assert column(at, "bindings.col.entry") == [t("bindings.entry.visible")]
 
 
 def test_operator_edits_capacity_limit_on_accounts_page(session, org, make_user, as_user):

@@ -7,6 +7,7 @@ from sqlmodel import select
 
 from base.problems import problem
 from base.timeutil import utcnow
+from console.ui.text import md
 from core.capacity.evaluate import evaluate
 from db.models import AlertChannel, CapacityAlert, CountSnapshot, Role, SettingOverride
 from i18n import t
@@ -141,14 +142,14 @@ def test_add_channel_with_a_bad_url_says_why(watched, make_user, as_user, sessio
 
 
 def test_add_channel_with_a_port_that_is_not_a_number_says_why(watched, make_user, as_user, session):
-    as_user(make_user(Role.hq_operator))
+    as_user(make_user(Role.hq_admin))  # generic webhooks are the administrator's
     at = run_app("alert_settings.py")
     at.selectbox(key="channel_kind").set_value("webhook")
     at.text_input(key="channel_url").input("http://host:abc/hook")
     next(b for b in at.button if b.label == t("alert_settings.add")).click()
     at.run()
     assert not at.exception, at.exception
-    assert at.error[0].value == t("alerts.channel.bad_url_reason", reason="Invalid port: 'abc'")
+    assert at.error[0].value == md("alerts.channel.bad_url_reason", reason="Invalid port: 'abc'")
     assert len(session.exec(select(AlertChannel)).all()) == 1
 
 
@@ -255,3 +256,31 @@ def test_a_branch_scoped_operator_sees_chain_wide_settings_read_only(watched, or
                                                      t("alert_settings.save_template"))]
     # Channels: only the own branch can be chosen.
     assert at.selectbox(key="channel_branch").options == ["SH01 上海分公司"]
+
+
+def test_serving_accounts_say_whether_their_store_can_switch(watched, session, make_user, as_user):
+    from db.models import StandbyAccount
+
+    session.add(StandbyAccount(store_id=find_store(session, "000101").id,
+                               account_id=make_account(session, "spare101", status="standby").id))
+    session.add(StandbyAccount(store_id=find_store(session, "000201").id,   # over its own warn level: no use
+                               account_id=make_account(session, "busy201", status="standby", count=4000).id))
+    session.commit()
+    as_user(make_user(Role.hq_operator))
+    at = run_app("capacity.py")
+    assert not at.exception, at.exception
+    rows = table(at)
+    ready = dict(zip(rows[t("capacity.col.userid")], rows[t("capacity.col.standby")], strict=True))
+    assert ready["store000101"] == t("standby.switch_ready")
+    assert ready["store000201"] == t("standby.no_standby")
+    assert ready["store000102"] == t("standby.no_standby")
+
+
+def test_operator_sets_the_switch_level(watched, make_user, as_user, session):
+    as_user(make_user(Role.hq_operator))
+    at = run_app("alert_settings.py")
+    at.number_input(key="switch_pct").set_value(0)
+    next(b for b in at.button if b.label == t("alert_settings.save_switch")).click()
+    at.run()
+    assert not at.exception
+    assert session.get(SettingOverride, "capacity.switch_pct").value_json == "0"

@@ -19,6 +19,8 @@ from i18n import t
 from tests.support import metrics_scenario as sc
 from tests.support.apptest import run_app
 
+STEPS = ["order_result_view", "entry_click", "guide_view", "add_click", "added"]
+
 
 @pytest.fixture
 def world(session):
@@ -54,9 +56,10 @@ def test_operator_sees_chain_figures_branches_and_drills_into_stores(world, make
     assert any(t("funnel.attribution", added=2, by_state=1) == c.value for c in at.caption)
     assert any(t("funnel.add_rate_caveat") == c.value for c in at.caption)
     branches = at.dataframe[0].value
-    assert list(branches[t("funnel.col.branch_code")]) == ["BJ01", "SH01"]
-    assert list(branches[t("funnel.step.order_result_view")]) == [3, 2]
-    assert list(branches[t("funnel.col.binding_rate")]) == [33.3, 50.0]
+    # The total row is the chain's distinct users (4), not the rows' sum (5).
+    assert list(branches[t("funnel.col.branch_code")]) == ["BJ01", "SH01", t("funnel.total")]
+    assert list(branches[t("funnel.step.order_result_view")]) == [3, 2, 4]
+    assert list(branches[t("funnel.col.binding_rate")]) == [33.3, 50.0, 40.0]
     at.selectbox(key="funnel_drill").set_value(world["north"].id)
     at.run()
     stores = at.dataframe[1].value
@@ -102,9 +105,10 @@ def test_exports_are_named_and_headed_by_their_filters(world, make_user, as_user
     at.run()
     at.selectbox(key="funnel_drill").set_value(world["north"].id)
     at.run()
-    name = "funnel_branches_2026-11-01_2026-11-03_branch-BJ01_all-stores_app"
-    assert {f"{name}.xlsx", f"{name}.csv", f"{name.replace('branches', 'stores')}.csv",
-            f"{name.replace('branches', 'daily')}.xlsx"} <= set(downloads)
+    # Named in Chinese after the page, the table and every filter.
+    name = "导流效果_各分公司_2026-11-01至2026-11-03_BJ01-北京分公司_全部门店_App"
+    assert {f"{name}.xlsx", f"{name}.csv", f"{name.replace('各分公司', '门店明细')}.csv",
+            f"{name.replace('各分公司', '每日明细')}.xlsx"} <= set(downloads)
     book = openpyxl.load_workbook(io.BytesIO(downloads[f"{name}.xlsx"]))
     assert book.sheetnames == [t("funnel.branches"), t("funnel.export.filters")]
     assert [r[0] for r in book.active.iter_rows(values_only=True)] == [t("funnel.col.branch_code"), "BJ01"]
@@ -118,7 +122,7 @@ def test_exports_are_named_and_headed_by_their_filters(world, make_user, as_user
     store = world["stores"]["000101"]
     at.selectbox(key="funnel_store").set_value(store.id)
     at.run()
-    assert "funnel_daily_2026-11-01_2026-11-03_branch-BJ01_store-000101_app.csv" in downloads
+    assert f"导流效果_每日明细_2026-11-01至2026-11-03_BJ01-北京分公司_000101-{store.name}_App.csv" in downloads
 
 
 def upload_and_import(at, name: str, data: bytes):
@@ -211,3 +215,35 @@ def test_cli_names_a_zone_change_and_rebuild_funnel_recuts_the_days(world, capsy
     assert captured.err == ""
     # UTC days: u4 (2026-11-03T16:00Z) is inside the range now, u3 (Oct 31 15:59:59Z) still outside.
     assert json.loads(captured.out)["overall"]["order_result_users"] == 5
+
+
+def test_range_ends_yesterday_steps_convert_and_stores_rank(world, make_user, as_user):
+    from datetime import date as date_type
+
+    from base.timeutil import display_zone
+    from core.funnel import queries
+
+    as_user(make_user(Role.hq_operator))
+    at = run_app("funnel.py")
+    today = datetime.now(display_zone()).date()
+    assert at.date_input(key="funnel_to").value == today - timedelta(days=1)
+    assert at.date_input(key="funnel_from").value == today - timedelta(days=30)
+    assert isinstance(at.date_input(key="funnel_to").value, date_type)
+
+    at = open_funnel(at)
+    # Entry clicks 1 of 4 viewers, guide views 3 of 1 clicks (direct links), add clicks 2 of 3, adds 2 of 2.
+    conversions = queries.Funnel(users={"order_result_view": 4, "entry_click": 1, "guide_view": 3, "add_click": 2,
+                                        "added": 2}).conversions(STEPS)
+    assert conversions == [None, 0.25, 3.0, 2 / 3, 1.0]
+    chart = at.get("vega_lite_chart")[0].proto.SerializeToString()
+    assert t("funnel.chart.label", users=2, rate="66.7%").encode() in chart
+
+    at.number_input(key="funnel_rank_min").set_value(1).run()
+    assert not at.exception, at.exception
+    # Fewer stores than the ten asked for: all of them are in the top list, none repeated below.
+    [top] = [f.value for f in at.dataframe if t("funnel.col.branch") in f.value.columns]
+    rates = list(top[t("funnel.col.add_click_rate")])
+    assert rates == sorted(rates, reverse=True) and len(rates) >= 1
+    assert t("funnel.ranking.ranked", ranked=len(rates), minimum=1) in [c.value for c in at.caption]
+    at.number_input(key="funnel_rank_min").set_value(1000).run()
+    assert any(t("funnel.ranking.none", minimum=1000) == c.value for c in at.caption)

@@ -3,6 +3,7 @@ duplicate refused in Chinese) and turning password login off."""
 
 from sqlmodel import select
 
+from console.ui.text import md
 from core.auth import sessions
 from db.models import AuditEntry, Role, User
 from i18n import t
@@ -23,7 +24,7 @@ def test_admin_links_a_user_and_a_duplicate_is_refused(session, org, make_user, 
     at.text_input(key=f"users_edit_wecom_{manager.id}").input("WangJL")
     at.button[[b.label for b in at.button].index(t("common.save"))].click().run()
     assert not at.exception
-    assert at.success[0].value == t("users.updated", username="bj_manager")
+    assert at.success[0].value == md("users.updated", username="bj_manager")
     session.expire_all()
     assert session.get(User, manager.id).wecom_userid == "WangJL"
     at.run()
@@ -31,7 +32,7 @@ def test_admin_links_a_user_and_a_duplicate_is_refused(session, org, make_user, 
     links = dict(zip(listed[t("users.username")], listed[t("users.wecom_userid")], strict=True))
     assert links["bj_manager"] == "WangJL" and links["admin"] == ""
 
-    at.text_input(key="users_create_wecom_userid").input("lisi")
+    at.text_input(key="users_create_wecom_userid_0").input("lisi")
     labelled(at.text_input, "users.username").input("other")
     labelled(at.text_input, "users.password").input("long-enough-pw")
     at.button[[b.label for b in at.button].index(t("users.create"))].click().run()

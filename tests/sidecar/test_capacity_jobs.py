@@ -298,8 +298,8 @@ def test_a_queued_sync_now_is_picked_up_and_run_by_the_sidecar(db_url, engine, s
         if process.poll() is None:
             process.kill()
     syncs = read(engine, select(JobRun).where(JobRun.job_id == "capacity.sync_counts").order_by(JobRun.id))
-    # The scheduled sync (interval 10 min) ran once at start; the request made it run again.
-    assert len(syncs) == 2 and all(r.outcome == "ok" for r in syncs)
+    # The scheduled sync ran at start (and ticks every 15 s); the request made it run once more.
+    assert len(syncs) >= 2 and all(r.outcome == "ok" for r in syncs)
     assert any(r.started_at >= request.picked_at for r in syncs)
     assert request.done_at >= max(r.finished_at for r in syncs if r.started_at >= request.picked_at)
 

@@ -16,7 +16,7 @@ from base.timeutil import utcnow
 from core.auth import sessions
 from core.auth.passwords import hash_password
 from core.auth.permissions import Actor
-from db.models import Account, Binding, Branch, Role, Store, User
+from db.models import Account, Binding, Branch, ContactCode, Role, Store, User
 
 PASSWORD = "correct-horse-1"
 
@@ -33,7 +33,7 @@ ORG_STORES = [
 ]
 
 
-Row = TypeVar("Row", Branch, Store, Account, Binding, User)
+Row = TypeVar("Row", Branch, Store, Account, Binding, User, ContactCode)
 
 
 def _saved(session: Session, row: Row) -> Row:
@@ -60,11 +60,25 @@ def make_account(session: Session, userid: str, *, name: str | None = None, stat
 
 def make_binding(session: Session, store: Store, account: Account, *, shown: bool = False, reviewed: bool = False,
                  started_at: datetime | None = None, ended_at: datetime | None = None,
-                 end_reason: str | None = None) -> Binding:
-    """A binding, current unless `ended_at` is given. `reviewed`: HQ reviewed it just now."""
-    return _saved(session, Binding(store_id=store.id, account_id=account.id, shown=shown,
-                                   started_at=started_at or utcnow(), reviewed_at=utcnow() if reviewed else None,
-                                   ended_at=ended_at, end_reason=end_reason))
+                 end_reason: str | None = None, code: bool = True) -> Binding:
+    """A binding, current unless `ended_at` is given. `reviewed`: HQ reviewed it just now.
+    `code`: the store has its contact code, as once the sidecar has made it."""
+    binding = _saved(session, Binding(store_id=store.id, account_id=account.id, shown=shown,
+                                      started_at=started_at or utcnow(), reviewed_at=utcnow() if reviewed else None,
+                                      ended_at=ended_at, end_reason=end_reason))
+    if code and ended_at is None:
+        give_code(session, store, account.userid)
+    return binding
+
+
+def give_code(session: Session, store: Store, userid: str) -> ContactCode:
+    """The store's contact code as WeCom made it (serving `userid`)."""
+    code = session.exec(select(ContactCode).where(ContactCode.store_id == store.id)).first()
+    if code is None:
+        code = ContactCode(store_id=store.id, state=f"test-{store.id}")
+    code.config_id, code.userid = code.config_id or f"cfg{store.id:06d}", userid
+    code.qr_code = code.qr_code or f"https://wework.qpic.cn/wwpic/test{store.id}/0"
+    return _saved(session, code)
 
 
 def find_store(session: Session, crm_store_id: str) -> Store:
@@ -72,10 +86,12 @@ def find_store(session: Session, crm_store_id: str) -> Store:
 
 
 def bind(session: Session, crm_store_id: str, userid: str, *, shown: bool = False, reviewed: bool = False,
-         count: int = 0, limit: int = 5000, status: str = "active", name: str | None = None) -> Binding:
+         count: int = 0, limit: int = 5000, status: str = "active", name: str | None = None,
+         code: bool = True) -> Binding:
     """A current binding of the existing store to a new account."""
     account = make_account(session, userid, name=name, status=status, count=count, limit=limit)
-    return make_binding(session, find_store(session, crm_store_id), account, shown=shown, reviewed=reviewed)
+    return make_binding(session, find_store(session, crm_store_id), account, shown=shown, reviewed=reviewed,
+                        code=code)
 
 
 def make_org(session: Session) -> dict[str, Branch]:

@@ -19,7 +19,7 @@ from core.auth import api_keys
 from core.auth.permissions import system_actor
 from core.bindings import review
 from db.models import ApiKey, Role
-from tests.support.factories import bind
+from tests.support.factories import bind, find_store
 
 ADMIN = system_actor("test")
 
@@ -60,14 +60,17 @@ def test_each_reason_over_http(client, session, org, key):
     bind(session, "000103", "closed1", shown=True)
     bind(session, "000201", "off1", shown=True, status="disabled")
     bind(session, "000202", "full1", shown=True, count=5000)
+    store_id = find_store(session, "000101").id
     assert get(client, "000101", key).json() == {"crm_store_id": "000101", "visible": True,
-                                                 "wecom_userid": "visible1", "wecom_name": "visible1客服"}
+                                                 "wecom_userid": "visible1", "wecom_name": "visible1客服",
+                                                 "qr_code": f"https://wework.qpic.cn/wwpic/test{store_id}/0",
+                                                 "contact_link": None}
     expected = {"000102": "hidden", "000103": "store_closed", "000201": "account_disabled",
                 "000202": "account_full", "101": "no_binding"}
     for crm_store_id, reason in expected.items():
         body = get(client, crm_store_id, key).json()
         assert body == {"crm_store_id": crm_store_id, "visible": False, "wecom_userid": None, "wecom_name": None,
-                        "reason": reason}
+                        "qr_code": None, "contact_link": None, "reason": reason}
 
 
 def test_api_follows_a_show_in_the_console(client, session, org, make_user, key):

@@ -168,3 +168,15 @@ def test_password_login_off_is_said_on_the_form_and_refused_but_for_hq_admin(cli
     break_glass = client.post("/login", data={"username": "admin", "password": admin.password, "csrf_token": csrf},
                               follow_redirects=False)
     assert break_glass.status_code == 303 and SESSION_COOKIE in client.cookies
+
+
+def test_a_bookmarked_page_opens_after_the_qr_login(client, manager):
+    page = client.get("/login?next=%2Ffunnel").text
+    assert 'href="/login/wecom?next=%2Ffunnel"' in page
+    start = client.get("/login/wecom?next=%2Ffunnel", follow_redirects=False)
+    response = client.get(scan(start.headers["location"], "WangJL"), follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/funnel"
+    # Somewhere else than a console page is not followed.
+    start = client.get("/login/wecom?next=https://evil.example/", follow_redirects=False)
+    response = client.get(scan(start.headers["location"], "WangJL"), follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == "/"

@@ -14,6 +14,7 @@ from base.timeutil import format_display, utcnow
 from core import audit, settings_store
 from core.auth.permissions import Actor
 from core.bindings import service as bindings
+from core.bindings.imports import standby_column
 from core.bindings.imports.history import _find_import
 from core.bindings.imports.judge import _ACCOUNT, Preview, PreviewRow, _load, _Snapshot, upload_branch
 from core.bindings.imports.read import _gc_paused
@@ -37,11 +38,13 @@ class CommitResult:
 
 
 
-def commit(*, session: Session, actor: Actor, preview: Preview, confirm_warnings: bool = False) -> CommitResult:
+def commit(*, session: Session, actor: Actor, preview: Preview, confirm_warnings: bool = False,
+           confirm_unchecked: bool = False) -> CommitResult:
     """Write a previewed sheet in the caller's transaction, all or nothing.
 
     Refuses (and writes nothing) when any row is wrong, when warnings were not
-    confirmed, when the same file was committed before and would change
+    confirmed, when WeCom could not check the accounts and the operator did not
+    say to go on, when the same file was committed before and would change
     nothing, or when anything the preview's judgement rests on changed since
     (read again here, under lock).
     """
@@ -50,6 +53,8 @@ def commit(*, session: Session, actor: Actor, preview: Preview, confirm_warnings
         raise InvalidInput("binding_import.has_errors", count=preview.error_count)
     if preview.warning_count and not confirm_warnings:
         raise InvalidInput("binding_import.confirm_warnings", count=preview.warning_count)
+    if preview.members_unchecked and not confirm_unchecked:
+        raise InvalidInput("binding_import.confirm_unchecked")
     parsed = preview.parsed
     if not preview.changes_something:
         earlier = _find_import(session, parsed.sha256)
@@ -106,6 +111,7 @@ def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapsh
     userids = {key: a.userid for key, a in snap.accounts.items()}
 
     to_create = {r.values["wecom_userid"].lower(): r for r in rows if r.creates_account}
+    _create_standby_accounts(session, actor, rows, snap, set(to_create), account_ids, userids, now, import_id)
     if to_create:
         limit = settings_store.effective(session=session, key="capacity.default_limit")
         before = session.execute(select(func.max(_ACCOUNT.c.id))).scalar() or 0
@@ -129,9 +135,9 @@ def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapsh
     # A changed row (换号) ends the current binding at the version the judgement read; it and a new row start one.
     ends, starts = [], []
     for r in rows:
-        if r.status == ImportRowOutcome.unchanged:
-            continue
         store, key = stores[r.values["crm_store_id"]], r.values["wecom_userid"].lower()
+        if r.status == ImportRowOutcome.unchanged or store.bound_account_id == account_ids[key]:
+            continue  # a row changing only the standby list keeps its binding
         if r.status == ImportRowOutcome.changed:
             ends.append(bindings.End(store.binding_id, store.binding_version, store.branch_id, store.crm_store_id,
                                      store.bound_userid, store.binding_shown))
@@ -139,6 +145,10 @@ def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapsh
     bindings.end_many(session=session, actor=actor, ends=ends, reason=BindingEndReason.replaced, at=now,
                       import_id=import_id)
     bindings.start_many(session=session, actor=actor, starts=starts, at=now, import_id=import_id)
+    standby_column.write(session, actor, [
+        (stores[r.values["crm_store_id"]], standby_column.named(r.values) or []) for r in rows
+        if standby_column.changes_list(r.values, stores[r.values["crm_store_id"]].id, snap.standby)],
+        snap.standby, {s.account_id for s in starts}, account_ids, now, import_id)
 
     per_branch: dict[int, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0])
     for r in rows:
@@ -159,6 +169,39 @@ def _write(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapsh
         "warnings_json": json.dumps([{"key": w.key, "params": w.params} for w in r.warnings], ensure_ascii=False)
         if r.warnings else None,
     } for r in rows])
+
+
+def _create_standby_accounts(session: Session, actor: Actor, rows: list[PreviewRow], snap: _Snapshot,
+                             main_ones: set[str], account_ids: dict[str, int], userids: dict[str, str],
+                             now: datetime, import_id: int) -> None:
+    """Standby userids no account has yet: new accounts, `standby`, reserved by the list write."""
+    wanted: dict[str, tuple[str, int]] = {}
+    for r in rows:
+        for userid in standby_column.named(r.values) or []:
+            key = userid.lower()
+            if key not in snap.accounts and key not in main_ones:
+                wanted.setdefault(key, (userid, stores_branch(snap, r)))
+    if not wanted:
+        return
+    limit = settings_store.effective(session=session, key="capacity.default_limit")
+    before = session.execute(select(func.max(_ACCOUNT.c.id))).scalar() or 0
+    insert_many(session.connection(), _ACCOUNT, [
+        {"userid": userid, "name": userid, "capacity_limit": limit, "status": AccountStatus.standby.value,
+         "customer_count": 0, "version": 1, "created_at": now, "updated_at": now}
+        for userid, _branch in wanted.values()])
+    for account_id, userid in session.execute(select(_ACCOUNT.c.id, _ACCOUNT.c.userid)
+                                              .where(_ACCOUNT.c.id > before)).all():
+        account_ids[userid.lower()] = account_id
+        userids[userid.lower()] = userid
+    audit.record_many(session=session, actor=actor, at=now, entries=[
+        audit.Entry("account.create", "account", userid, branch, None,
+                    {"userid": userid, "name": userid, "capacity_limit": limit,
+                     "status": AccountStatus.standby.value, "import": import_id})
+        for userid, branch in wanted.values()])
+
+
+def stores_branch(snap: _Snapshot, row: PreviewRow) -> int:
+    return snap.stores[row.values["crm_store_id"]].branch_id
 
 
 def actor_for_username(*, session: Session, username: str) -> Actor:

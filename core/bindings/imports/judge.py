@@ -9,9 +9,12 @@ from sqlalchemy import Row, func
 from sqlmodel import Session, col, select
 
 from core.auth.permissions import Actor, Capability, require
+from core.bindings.imports import known_accounts, standby_column
 from core.bindings.imports.history import ImportSummary, _find_import, _summary
 from core.bindings.imports.read import LABELS, REQUIRED_VALUES, ParsedSheet, RowIssue, _gc_paused
+from core.directory import known_members
 from core.directory.accounts import is_valid_userid
+from core.directory.known_members import NOT_CONFIGURED, CheckState, MemberCheck
 from core.sheets import SheetRow
 from db.fastsql import one_of
 from db.models import Account, AccountStatus, Binding, Branch, ImportRowOutcome, Store, StoreStatus
@@ -51,6 +54,8 @@ class Preview:
     basis: tuple  # what the judgement rests on, as read from the database
     branch_ids: list[int] = field(default_factory=list)  # the branches of the rows' stores
     already_imported: ImportSummary | None = None  # the latest commit of the same file
+    # Whether WeCom knows the accounts; `unreachable` asks the operator to go on unchecked.
+    member_check: MemberCheck = NOT_CONFIGURED
 
     def count(self, status: str) -> int:
         return sum(1 for r in self.rows if r.status == status)
@@ -86,6 +91,11 @@ class Preview:
     @property
     def changes_something(self) -> bool:
         return bool(self.new_count or self.changed_count)
+
+    @property
+    def members_unchecked(self) -> bool:
+        """WeCom could not be asked: committing needs the operator's word that it may go on."""
+        return self.member_check.state == CheckState.unreachable
 
     @property
     def repeats_earlier_import(self) -> bool:
@@ -215,29 +225,35 @@ class _Snapshot:
     stores: dict[str, Row]         # by CRM store ID, with the current binding
     accounts: dict[str, Row]       # by lower-cased userid, with the current binding
     basis: tuple                   # all of the above, compared as is at commit
+    standby: standby_column.StandbyState
 
 
 def _load(session: Session, actor: Actor, branch_id: int | None, values: list[dict[str, str]],
           lock: bool) -> _Snapshot:
     branches = session.execute(select(Branch.id, Branch.code).order_by(col(Branch.id))).all()
     store_rows = _store_rows(session, sorted({v["crm_store_id"] for v in values if v.get("crm_store_id")}), lock)
-    account_rows = _account_rows(session, sorted({v["wecom_userid"].lower() for v in values
-                                                   if v.get("wecom_userid")}))
+    named = {v["wecom_userid"].lower() for v in values if v.get("wecom_userid")} | standby_column.all_userids(values)
+    account_rows = _account_rows(session, sorted(named))
+    standby = standby_column.load(session, [s.id for s in store_rows], named)
     # Who judges for which branch, the branches, each affected store (version,
     # status, branch, current binding and its version) and each named account
     # (status, current binding and its version): equal lists at commit mean
     # the preview's judgement still holds.
     basis = ((actor.role.value, actor.branch_scope, branch_id), [tuple(b) for b in branches],
-             [tuple(s) for s in store_rows], [tuple(a) for a in account_rows])
+             [tuple(s) for s in store_rows], [tuple(a) for a in account_rows], standby.basis)
     return _Snapshot({code: branch for branch, code in branches}, {s.crm_store_id: s for s in store_rows},
-                     {a.userid.lower(): a for a in account_rows}, basis)
+                     {a.userid.lower(): a for a in account_rows}, basis, standby)
 
 
-def _judge(actor: Actor, parsed: ParsedSheet, branch_id: int | None, snap: _Snapshot) -> list[PreviewRow]:
+def _judge(actor: Actor, parsed: ParsedSheet, branch_id: int | None, snap: _Snapshot,
+           member_check: MemberCheck = NOT_CONFIGURED) -> list[PreviewRow]:
     rows = [PreviewRow(r, r.values) for r in parsed.rows]
     for sheet_row, row in zip(parsed.rows, rows, strict=True):
         _file_checks(sheet_row, row)
+        row.errors.extend(standby_column.file_issues(row.values))
     _duplicates(rows)
+    for index, issues in standby_column.duplicate_issues([r.values for r in rows]).items():
+        rows[index].errors.extend(issues)
     branch_codes = {branch: code for code, branch in snap.branch_codes.items()}
     # Stores in this file that move to another account free their old account for another row.
     file_userid = {r.values.get("crm_store_id"): r.values.get("wecom_userid", "").lower() for r in rows}
@@ -279,6 +295,8 @@ def _judge(actor: Actor, parsed: ParsedSheet, branch_id: int | None, snap: _Snap
                 # Its entry will not show until the account is active again.
                 row.warnings.append(RowIssue(f"binding_import.row.account_{account.status}",
                                              {"userid": account.userid}))
+        row.errors.extend(standby_column.row_issues(v, store, snap.accounts, snap.standby))
+        row.errors.extend(known_accounts.member_issues(v, member_check))
         if row.errors:
             row.status = ERROR
             continue
@@ -286,22 +304,28 @@ def _judge(actor: Actor, parsed: ParsedSheet, branch_id: int | None, snap: _Snap
         if store.binding_id is None:
             row.status = ImportRowOutcome.new.value
         elif account is not None and store.bound_account_id == account.id:
-            row.status = ImportRowOutcome.unchanged.value
+            # Only the standby list changes: counted as changed, the binding stays.
+            changes_standby = standby_column.changes_list(v, store.id, snap.standby)
+            row.status = (ImportRowOutcome.changed if changes_standby else ImportRowOutcome.unchanged).value
         else:
             row.status = ImportRowOutcome.changed.value
             row.previous_userid = store.bound_userid
     return rows
 
 
-def preview(*, session: Session, actor: Actor, parsed: ParsedSheet, branch_id: int | None = None) -> Preview:
-    """Judge every row against the database; nothing is written."""
+def preview(*, session: Session, actor: Actor, parsed: ParsedSheet, branch_id: int | None = None,
+            member_check: MemberCheck | None = None) -> Preview:
+    """Judge every row against the database and WeCom's members (`member_check`, by
+    default asked of the configured WeCom app); nothing is written."""
     branch_id = upload_branch(actor=actor, branch_id=branch_id)
+    if member_check is None:
+        member_check = known_members.check_userids(known_accounts.sheet_userids(r.values for r in parsed.rows))
     with _gc_paused:
         snap = _load(session, actor, branch_id, [r.values for r in parsed.rows], lock=False)
-        rows = _judge(actor, parsed, branch_id, snap)
+        rows = _judge(actor, parsed, branch_id, snap, member_check)
     result = Preview(parsed=parsed, branch_id=branch_id, rows=rows, basis=snap.basis,
                      branch_ids=sorted({snap.stores[r.values["crm_store_id"]].branch_id
-                                        for r in rows if r.status != ERROR}))
+                                        for r in rows if r.status != ERROR}), member_check=member_check)
     earlier = _find_import(session, parsed.sha256)
     if earlier is not None:
         result.already_imported = _summary(session, earlier)

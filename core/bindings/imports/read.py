@@ -14,6 +14,8 @@ BINDING_COLUMNS = [
     SheetColumn("store_name", ("门店名称", "store_name"), required=False),
     SheetColumn("wecom_userid", ("企微账号", "wecom_userid"), is_id=True),
     SheetColumn("wecom_name", ("企微账号名称", "wecom_name")),
+    # One or more userids in order (core.bindings.imports.standby_column).
+    SheetColumn("standby_userids", ("备用企微账号", "standby_userids"), required=False),
 ]
 LABELS = {c.key: c.label for c in BINDING_COLUMNS}
 REQUIRED_VALUES = ("branch_code", "crm_store_id", "wecom_userid", "wecom_name")

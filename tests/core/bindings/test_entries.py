@@ -17,7 +17,7 @@ from core.auth.permissions import system_actor
 from core.bindings import entries, review
 from core.directory import accounts, stores
 from db.models import Account, Binding, Role
-from tests.support.factories import bind
+from tests.support.factories import bind, find_store
 
 API = system_actor("test")
 
@@ -55,14 +55,16 @@ def test_each_reason_and_the_one_visible_case(session, org):
     bind(session, "000103", "closed1", shown=True)              # store 000103 is closed
     bind(session, "000201", "disabled1", shown=True, status="disabled")
     bind(session, "000202", "full1", shown=True, count=5000, limit=5000)
+    store_id = find_store(session, "000101").id
     assert entry(session, "000101").as_json() == {
-        "crm_store_id": "000101", "visible": True, "wecom_userid": "visible1", "wecom_name": "visible1客服"}
+        "crm_store_id": "000101", "visible": True, "wecom_userid": "visible1", "wecom_name": "visible1客服",
+        "qr_code": f"https://wework.qpic.cn/wwpic/test{store_id}/0", "contact_link": None}
     reasons = {crm: entry(session, crm).reason for crm in ("000102", "000103", "000201", "000202", "101")}
     assert reasons == {"000102": "hidden", "000103": "store_closed", "000201": "account_disabled",
                        "000202": "account_full", "101": "no_binding"}
     hidden = entry(session, "000102").as_json()
     assert hidden == {"crm_store_id": "000102", "visible": False, "wecom_userid": None, "wecom_name": None,
-                      "reason": "hidden"}
+                      "qr_code": None, "contact_link": None, "reason": "hidden"}
     # "000101" and "101" are different stores; an unknown one is None.
     assert entry(session, "101").reason == "no_binding"
     assert entry(session, "0101") is None

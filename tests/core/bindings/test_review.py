@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from base.errors import ConcurrentEdit, InvalidInput, PermissionDenied
 from core.auth.permissions import system_actor
 from core.bindings import entries, review
-from db.models import Account, AuditEntry, Binding, Role
+from db.models import Account, AccountSwitch, AuditEntry, Binding, JobRequest, Role
 from tests.support.factories import bind, find_store, make_account
 
 API = system_actor("test")
@@ -244,7 +244,7 @@ def test_branch_manager_reads_own_branch_with_review_state(session, org, make_us
     assert total == 1 and rows[0].crm_store_id == "000101" and rows[0].reviewed_at is not None
 
 
-def test_replace_with_standby_account(session, org, make_user):
+def test_replace_with_standby_account_keeps_a_live_entry_up(session, org, make_user):
     operator = make_user(Role.hq_operator)
     old = bind(session, "000101", "old1", shown=True, reviewed=True, count=5000)
     standby = make_account(session, "spare1", status="standby")
@@ -253,14 +253,29 @@ def test_replace_with_standby_account(session, org, make_user):
     session.commit()
     session.refresh(old)
     assert old.end_reason == "replaced" and old.ended_at is not None
-    assert new.account_id == standby.id and not new.shown and new.reviewed_at is None
+    # The entry stays up: the new binding is shown, reviewed by the operator who chose the account.
+    assert new.account_id == standby.id and new.shown and new.reviewed_by_id == operator.user.id
     session.refresh(standby)
     assert standby.status == "active"
     # The old account stays listed for ongoing operation, unchanged.
     assert session.get(Account, old.account_id).status == "active"
-    assert entry(session, "000101").reason == "hidden"
+    assert entry(session, "000101").visible
     actions = [a.action for a in session.exec(select(AuditEntry).order_by(AuditEntry.id)).all()]
     assert actions == ["account.update", "binding.end", "binding.start", "binding.replace"]
+    switch = session.exec(select(AccountSwitch)).one()
+    assert (switch.reason, switch.usage_pct, switch.actor_id) == ("replaced", 100.0, operator.user.id)
+    # The contact code follows: its sync is queued.
+    assert [r.job_id for r in session.exec(select(JobRequest)).all()] == ["codes.sync"]
+
+
+def test_replace_of_a_hidden_entry_stays_hidden(session, org, make_user):
+    operator = make_user(Role.hq_operator)
+    old = bind(session, "000101", "old1", shown=False)
+    new = review.replace_account(session=session, actor=operator.actor, binding_id=old.id,
+                                 expected_version=old.version, userid="spare2")
+    session.commit()
+    assert not new.shown and new.reviewed_at is None
+    assert entry(session, "000101").reason == "hidden"
 
 
 def test_replace_with_new_userid_and_show_at_once(session, org, make_user):
@@ -329,6 +344,25 @@ def test_replacement_candidates(session, org, make_user):
     assert [a.userid for a in found] == ["free1"] and total == 1
     first, total = review.replacement_candidates(session=session, actor=operator.actor, limit=1)
     assert [a.userid for a in first] == ["spare1"] and total == 2
+
+
+
+def test_another_stores_standby_is_not_offered_for_replace(session, org, make_user):
+    from db.models import StandbyAccount
+
+    operator = make_user(Role.hq_operator)
+    own, theirs = make_account(session, "own1", status="standby"), make_account(session, "theirs1", status="standby")
+    session.add(StandbyAccount(store_id=find_store(session, "000101").id, account_id=own.id))
+    session.add(StandbyAccount(store_id=find_store(session, "000102").id, account_id=theirs.id))
+    session.commit()
+    offered, _ = review.replacement_candidates(session=session, actor=operator.actor,
+                                               store_id=find_store(session, "000101").id)
+    assert [a.userid for a in offered] == ["own1"]
+    old = bind(session, "000101", "old1")
+    with pytest.raises(InvalidInput) as refused:
+        review.replace_account(session=session, actor=operator.actor, binding_id=old.id, expected_version=1,
+                               userid="theirs1")
+    assert refused.value.key == "standby.reserved_elsewhere"
 
 
 def test_two_operators_taking_the_same_account_get_a_conflict_not_a_crash(session, org, make_user, monkeypatch):

@@ -287,8 +287,8 @@ def test_a_branch_scoped_operator_manages_only_its_branch_channels_not_chain_wid
     with pytest.raises(PermissionDenied):
         channel_service.add_channel(session=session, actor=agency, kind="webhook", url="https://x.example/h",
                                     branch_code="BJ01")
-    own = channel_service.add_channel(session=session, actor=agency, kind="webhook", url="https://x.example/h",
-                                      branch_code="SH01")
+    own = channel_service.add_channel(session=session, actor=agency, kind="dingtalk",
+                                      url="https://oapi.dingtalk.com/robot/send?access_token=t", branch_code="SH01")
     session.commit()
     assert own.branch_id == org["south"].id
     assert session.exec(select(SettingOverride)).all() == []

@@ -222,3 +222,40 @@ def test_a_disabled_account_is_not_acted_on_again(session, setup):
     session.commit()
     assert state_of(session, "kf_left") == LEFT_STATE | {"member_status": 2}
     assert member_changed(session=session, actor=SYNC_ACTOR, userid="nobody", status=5) is None
+
+
+def reserve_spare(session: Session, crm_store_id: str, account: Account) -> None:
+    from db.models import StandbyAccount
+    from tests.support.factories import find_store
+
+    session.add(StandbyAccount(store_id=find_store(session, crm_store_id).id, account_id=account.id, position=0))
+    session.commit()
+
+
+def test_a_member_who_left_hands_the_store_to_its_standby(engine, session, setup, sim):
+    from db.models import AccountSwitch, StandbyAccount
+
+    reserve_spare(session, "000101", setup["kf_spare"])
+    sim.member_leaves("kf_left")
+    assert sync(engine, sim).alerts == 1
+    left = state_of(session, "kf_left")
+    assert left["status"] == "disabled" and left["bindings"] == [(False, "replaced")]
+    assert left["deliveries"] == [
+        "北京朝阳大悦城店（000101）的企微账号 北京朝阳大悦城店客服(账号:kf_left) 已离职，"
+        "门店已自动换到备用号 备用客服(账号:kf_spare)，入口保持显示，二维码不变。"]
+    spare = state_of(session, "kf_spare")
+    assert spare["status"] == "active" and spare["bindings"] == [(True, None)]
+    new = session.exec(select(Binding).where(Binding.account_id == setup["kf_spare"].id)).one()
+    assert new.shown is True   # the entry stays up
+    assert session.exec(select(StandbyAccount)).all() == []
+    assert session.exec(select(AccountSwitch)).one().reason == "member_left"
+
+
+def test_a_standby_that_left_is_taken_off_its_store_list(engine, session, setup, sim):
+    from db.models import StandbyAccount
+
+    reserve_spare(session, "000101", setup["kf_spare"])
+    sim.member_leaves("kf_spare")
+    sync(engine, sim)
+    assert session.exec(select(StandbyAccount)).all() == []
+    assert state_of(session, "kf_left")["bindings"] == [(True, None)]

@@ -4,14 +4,12 @@ also in the filter header; numbers stay numbers; file names carry the filters.""
 
 import csv
 import io
-from datetime import date
 
 import openpyxl
 import pandas as pd
 import pytest
 
-from core.exports import neutralise, to_csv_bytes, to_xlsx_bytes
-from core.funnel.queries import MetricsFilter, export_name
+from core.exports import file_name, neutralise, sheet_name, to_csv_bytes, to_xlsx_bytes
 
 DANGEROUS = ["=HYPERLINK(\"http://x\")", "+86 138", "-1+2", "@SUM(A1:A2)", "\tcmd", "\rcmd"]
 # What the files are checked with (xlsx stores a carriage return as _x000D_).
@@ -64,15 +62,13 @@ def test_a_plain_export_keeps_its_old_shape():
     assert openpyxl.load_workbook(io.BytesIO(to_xlsx_bytes(pd.DataFrame({"a": ["x"]})))).sheetnames == ["Sheet1"]
 
 
-def test_file_names_carry_the_filters_in_safe_characters():
-    filters = MetricsFilter(date(2026, 11, 1), date(2026, 11, 30), 3, 9, "miniprogram")
-    assert export_name("stores", filters, branch_code="BJ01", crm_store_id="000101") == \
-        "funnel_stores_2026-11-01_2026-11-30_branch-BJ01_store-000101_miniprogram"
-    everything = MetricsFilter(date(2026, 11, 1), date(2026, 11, 30))
-    assert export_name("daily", everything, branch_code=None, crm_store_id=None) == \
-        "funnel_daily_2026-11-01_2026-11-30_all-branches_all-stores_all-platforms"
-    assert export_name("branches", filters, branch_code="北京/01", crm_store_id="a b") == \
-        "funnel_branches_2026-11-01_2026-11-30_branch-01_store-a-b_miniprogram"
+def test_file_names_carry_the_page_and_filters_in_chinese_and_safe_characters():
+    assert file_name("导流效果", "门店明细", "2026-11-01至2026-11-30", "BJ01 北京分公司", "全部门店", "小程序") == \
+        "导流效果_门店明细_2026-11-01至2026-11-30_BJ01-北京分公司_全部门店_小程序"
+    # What Windows or macOS refuse in a name, and empty parts, are left out.
+    assert file_name("绑定审核", 'a/b\\c:d*e?"f<g>h|i', "", " .") == "绑定审核_a-b-c-d-e-f-g-h-i"
+    assert len(file_name("门店", "长" * 400)) == 150
+    assert sheet_name("导流效果[各分公司]/2026:11") == "导流效果-各分公司-2026-11"
 
 
 def test_xlsx_text_columns_are_formatted_as_text_so_excel_keeps_leading_zeros():

@@ -210,7 +210,8 @@ def test_template_keeps_leading_zeros_and_round_trips(session, manager):
                                                                   "wecom_userid", "wecom_name")})
     book = openpyxl.load_workbook(io.BytesIO(data))
     sheet = book["绑定表"]
-    assert [c.value for c in sheet[1]] == ["分公司编码", "CRM门店ID", "门店名称", "企微账号", "企微账号名称"]
+    assert [c.value for c in sheet[1]] == ["分公司编码", "CRM门店ID", "门店名称", "企微账号", "企微账号名称",
+                                           "备用企微账号"]
     def column_format(index: int) -> str:
         return next(d.number_format for d in sheet.column_dimensions.values() if d.min <= index <= d.max)
 

@@ -1,0 +1,35 @@
+"""Store contact codes (门店活码): alerts, the bindings page's code detail, posters."""
+
+ZH_CN = {
+    "codes.alert.stale": "【门店活码未切换】{store}（CRM门店ID {crm_store_id}）的二维码仍在把客户送到 {old}，"
+                         "而门店当前账号是 {new}：企业微信拒绝更新（{reason}）。系统会每分钟重试，请尽快处理。",
+    "codes.settings.title": "门店活码",
+    "codes.settings.entry_needs_code": "门店活码生成前不在客户端展示入口",
+    "codes.settings.entry_needs_code_help": "开启（默认）时，尚未生成门店活码的门店入口不展示（原因：门店活码未生成），"
+                                            "避免 App 拿到无法展示二维码的入口；App 用其他方式展示入口时可关闭。",
+    "codes.settings.save": "保存门店活码设置",
+    "codes.detail.title": "门店活码",
+    "codes.detail.none": "尚未生成门店活码（绑定后由后台任务在一分钟内生成）。",
+    "codes.detail.config_id": "活码 config_id",
+    "codes.detail.state": "渠道参数 state",
+    "codes.detail.serving": "企业微信中的接待账号",
+    "codes.detail.pending": "待切换到：{userid}（后台任务将更新同一个二维码）",
+    "codes.detail.link": "获客链接",
+    "codes.detail.problem": "企业微信上次拒绝：{problem}",
+    "codes.detail.deleted": "门店已关闭，活码已删除。",
+    "codes.posters.download": "下载门店活码海报（ZIP）",
+    "codes.posters.prepare": "生成门店活码海报",
+    "codes.posters.none": "当前筛选下没有已生成活码的门店。",
+    "codes.posters.done": "已生成 {count} 张海报。",
+    "codes.posters.failed": "{count} 家门店的二维码图片下载失败，未放入压缩包：{stores}",
+    "codes.posters.no_font": "找不到中文字体，无法在海报上印门店名称。请安装 fonts-noto-cjk（Debian：apt-get install fonts-noto-cjk）。",
+    "codes.posters.unknown_branch": "分公司编码 {code} 不存在。",
+    "codes.posters.index_sheet": "门店活码",
+    "codes.posters.col.crm_store_id": "CRM门店ID",
+    "codes.posters.col.store_name": "门店名称",
+    "codes.posters.col.branch": "分公司",
+    "codes.posters.col.config_id": "config_id",
+    "codes.posters.col.qr_code": "二维码图片地址",
+    "codes.posters.col.link": "获客链接",
+    "codes.posters.col.file": "海报文件",
+}
