@@ -20,10 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import qrcode
 
 from core.wecom.callback_crypto import CallbackCrypto
+from demo.callbacks import post_event
 
 log = logging.getLogger("wecom.simulator")
 
@@ -37,7 +37,6 @@ WAY_NOT_FOUND = 41044
 NO_CUSTOMER_CONTACT = 84074
 QUOTA_EXCEEDED = 84063
 USER_NOT_FOUND = 60111
-CALLBACK_ATTEMPTS = 4   # the first post and WeCom's three retries
 
 
 @dataclass
@@ -142,26 +141,8 @@ class ContactWays:
                    f"<UserID><![CDATA[{userid}]]></UserID><ExternalUserID><![CDATA[{external_userid}]]></ExternalUserID>"
                    f"<State><![CDATA[{state}]]></State><WelcomeCode><![CDATA[{secrets.token_hex(16)}]]></WelcomeCode>"
                    "</xml>")
-        encrypted = self.crypto.encrypt(message.encode())
-        envelope = (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
-                    f"<AgentID><![CDATA[{self.agent_id}]]></AgentID><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>")
-        timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
-        params = {"msg_signature": self.crypto.signature(timestamp, nonce, encrypted),
-                  "timestamp": timestamp, "nonce": nonce}
-        answer: int | None = None
-        for attempt in range(CALLBACK_ATTEMPTS):
-            if attempt:
-                time.sleep(min(2.0 ** attempt, 10.0))
-            try:
-                answer = httpx.post(self.callback_url, params=params, content=envelope.encode(),
-                                    headers={"Content-Type": "text/xml"}, timeout=5.0).status_code
-            except httpx.HTTPError as exc:
-                log.warning("add_external_contact %s not delivered: %s", userid, exc)
-                answer = None
-                continue
-            if answer == 200:
-                break
-        return answer
+        return post_event(crypto=self.crypto, corp_id=self.corp_id, agent_id=self.agent_id,
+                          callback_url=self.callback_url, message=message, what=f"add_external_contact {userid}")
 
     def scan_randomly(self, stop: threading.Event, per_minute: float) -> None:
         """Demo mode: customers scan random store codes at about this rate."""

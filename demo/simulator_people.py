@@ -19,9 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode, urlsplit, urlunsplit
 
-import httpx
-
 from core.wecom.callback_crypto import CallbackCrypto
+from demo.callbacks import post_event
 
 log = logging.getLogger("wecom.simulator")
 
@@ -32,7 +31,6 @@ MEMBER_PER_HOUR = 1000
 DUPLICATE_CHECK_DEFAULT_SECONDS = 1800
 APP_INBOX_KEEP = 2000
 UNASSIGNED_PAGE_MAX = 1000
-CALLBACK_ATTEMPTS = 4   # the first post and WeCom's three retries
 PICKER_TITLE = "企业微信扫码登录（模拟）"
 
 
@@ -140,25 +138,9 @@ class People:
                    "<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[change_contact]]></Event>"
                    f"<ChangeType><![CDATA[{change_type}]]></ChangeType><UserID><![CDATA[{userid}]]></UserID>"
                    + (f"<Status>{status}</Status>" if status is not None else "") + "</xml>")
-        encrypted = self.crypto.encrypt(message.encode())
-        envelope = (f"<xml><ToUserName><![CDATA[{self.corp_id}]]></ToUserName>"
-                    f"<AgentID><![CDATA[{self.agent_id}]]></AgentID><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>")
-        timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
-        params = {"msg_signature": self.crypto.signature(timestamp, nonce, encrypted),
-                  "timestamp": timestamp, "nonce": nonce}
-        answer: int | None = None
-        for attempt in range(CALLBACK_ATTEMPTS):
-            if attempt:
-                time.sleep(min(2.0 ** attempt, 10.0))
-            try:
-                answer = httpx.post(self.callback_url, params=params, content=envelope.encode(),
-                                    headers={"Content-Type": "text/xml"}, timeout=5.0).status_code
-            except httpx.HTTPError as exc:
-                log.warning("change_contact %s %s not delivered: %s", change_type, userid, exc)
-                answer = None
-                continue
-            if answer == 200:
-                break
+        answer = post_event(crypto=self.crypto, corp_id=self.corp_id, agent_id=self.agent_id,
+                            callback_url=self.callback_url, message=message,
+                            what=f"change_contact {change_type} {userid}")
         log.info("change_contact %s %s → %s", change_type, userid, answer)
         return answer
 

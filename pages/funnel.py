@@ -172,9 +172,12 @@ def downloads(frame: pd.DataFrame, title_key: str, shown: queries.MetricsFilter,
                                            end=shown.end.isoformat(), zone=zone)),
               (t("funnel.export.branch"), branch_label), (t("funnel.export.store"), store_label),
               (t("funnel.export.platform"), platform_options[shown.platform])]
+    # A filter left at "all" narrows nothing: on the 筛选条件 sheet, not in the name.
+    chosen = [label for label, narrows in ((branch_label, shown.branch_id is not None),
+                                           (store_label, shown.store_id is not None),
+                                           (platform_options[shown.platform], shown.platform is not None)) if narrows]
     name = file_name(t("funnel.title"), title, t("funnel.export.range_name", start=shown.start.isoformat(),
-                                                  end=shown.end.isoformat()),
-                     branch_label, store_label, platform_options[shown.platform])
+                                                  end=shown.end.isoformat()), *chosen)
     xlsx_column, csv_column = st.columns(2)
     xlsx_column.download_button(t("common.download_xlsx"),
                                 to_xlsx_bytes(frame, title, header=header, header_sheet=t("funnel.export.filters")),
@@ -236,6 +239,8 @@ def ranking_frame(rows: list[queries.ScopeFigures]) -> pd.DataFrame:
 
 if store_id is None:
     st.subheader(t("funnel.ranking"), help=t("funnel.ranking.help"))
+# Counted store by store over the whole range: seconds at tens of thousands of stores, so on request.
+if store_id is None and st.toggle(t("funnel.ranking.show"), key="funnel_rank_show"):
     size_col, views_col = st.columns(2)
     size = int(size_col.number_input(t("funnel.ranking.size"), min_value=1, max_value=50, value=10,
                                      key="funnel_rank_size"))

@@ -426,11 +426,7 @@ def _replace(session: Session, actor: Actor, binding_id: int, expected_version: 
         if other is not None:
             other_store = session.get_one(Store, other.store_id)
             raise InvalidInput("bindings.account_in_use", account=account.userid, store=other_store.crm_store_id)
-        reserved = session.exec(select(StandbyAccount.store_id).where(
-            col(StandbyAccount.account_id) == account.id, col(StandbyAccount.store_id) != store.id)).first()
-        if reserved is not None:
-            other_store = session.get_one(Store, reserved)
-            raise InvalidInput("standby.reserved_elsewhere", userid=account.userid, store=other_store.crm_store_id)
+        standby.refuse_if_reserved_elsewhere(session=session, account=account, store=store)
     shown = old.shown or show_now
     if show_now and store.status != StoreStatus.open:
         raise InvalidInput("bindings.cannot_show_store_closed", store=store.crm_store_id)

@@ -160,13 +160,18 @@ def _check_userids(session: Session, store: Store, userids: list[str]) -> list[A
         if elsewhere is not None:
             other = session.get_one(Store, elsewhere.store_id)
             raise InvalidInput("standby.current_elsewhere", userid=account.userid, store=other.crm_store_id)
-        reserved = session.exec(select(StandbyAccount.store_id).where(
-            col(StandbyAccount.account_id) == account.id, col(StandbyAccount.store_id) != store.id)).first()
-        if reserved is not None:
-            other = session.get_one(Store, reserved)
-            raise InvalidInput("standby.reserved_elsewhere", userid=account.userid, store=other.crm_store_id)
+        refuse_if_reserved_elsewhere(session=session, account=account, store=store)
         wanted.append(account)
     return wanted
+
+
+def refuse_if_reserved_elsewhere(*, session: Session, account: Account, store: Store) -> None:
+    """An account reserved as another store's standby serves no one else."""
+    reserved = session.exec(select(StandbyAccount.store_id).where(
+        col(StandbyAccount.account_id) == account.id, col(StandbyAccount.store_id) != store.id)).first()
+    if reserved is not None:
+        other = session.get_one(Store, reserved)
+        raise InvalidInput("standby.reserved_elsewhere", userid=account.userid, store=other.crm_store_id)
 
 
 def _write_list(session: Session, actor: Actor, store: Store, wanted: list[Account | str],

@@ -151,14 +151,18 @@ def _rollup_counts(session: Session, filters: MetricsFilter, branch_ids: list[in
     return result
 
 
-def _activity_counts(session: Session, filters: MetricsFilter, *, by_store: bool) -> dict[int | None, Funnel]:
+def _activity_counts(session: Session, filters: MetricsFilter, *, by_store: bool,
+                     steps: tuple[str, ...] = ()) -> dict[int | None, Funnel]:
     """Distinct users per step (and store) straight from the activity, for one
-    store or for the stores now in one branch (their whole history)."""
+    store or for the stores now in one branch (their whole history); only
+    `steps` when given."""
     a, b = number_of(filters.start), number_of(filters.end)
     group = [col(FunnelActivity.store_id)] if by_store else []
     query = (select_columns(*group, FunnelActivity.step, func.count(func.distinct(FunnelActivity.user_key)))
              .where(col(FunnelActivity.day).between(a, b))
              .group_by(*group, col(FunnelActivity.step)))
+    if steps:
+        query = query.where(col(FunnelActivity.step).in_(steps))
     if filters.store_id is not None:
         query = query.where(FunnelActivity.store_id == filters.store_id)
     elif filters.branch_id is not None:
@@ -252,7 +256,8 @@ def store_ranking(*, session: Session, actor: Actor, filters: MetricsFilter, siz
         raise InvalidInput("funnel.ranking.bad_limits")
     filters = _scoped(session=session, actor=actor, filters=filters)
     counts = _activity_counts(session, MetricsFilter(filters.start, filters.end, filters.branch_id, None,
-                                                     filters.platform), by_store=True)
+                                                     filters.platform), by_store=True,
+                              steps=("guide_view", "add_click"))
     enough = {store_id: funnel for store_id, funnel in counts.items()
               if store_id is not None and (funnel.count("guide_view") or 0) >= min_guide_views}
     stores = session.exec(select_columns(Store.id, Store.crm_store_id, Store.name, Store.status, Store.branch_id,

@@ -2,6 +2,7 @@
 per-branch export downloads as xlsx and as CSV (utf-8-sig, formulas neutralised)."""
 
 import io
+import re
 
 import openpyxl
 import pytest
@@ -34,11 +35,13 @@ def test_funnel_page_charts_and_exports(session, make_user, console_server, brow
         with page.expect_download() as xlsx_info:
             page.get_by_role("button", name=t("common.download_xlsx")).first.click()
         download = xlsx_info.value
-        assert download.suggested_filename.startswith("funnel_branches_")
+        # Named after the page, the table and the range; filters left at "all" are not in the name.
+        assert re.fullmatch(rf"{t('funnel.title')}_{t('funnel.branches')}_\d{{4}}-\d\d-\d\d至\d{{4}}-\d\d-\d\d\.xlsx",
+                            download.suggested_filename), download.suggested_filename
         sheet = openpyxl.load_workbook(io.BytesIO(open(download.path(), "rb").read())).active
         rows = list(sheet.iter_rows(values_only=True))
         assert rows[0][0] == t("funnel.col.branch_code")
-        assert [r[0] for r in rows[1:]] == ["BJ01", "SH01"]
+        assert [r[0] for r in rows[1:]] == ["BJ01", "SH01", t("funnel.total")]
         assert rows[2][1] == "'=上海分公司"
 
         with page.expect_download() as csv_info:

@@ -40,7 +40,7 @@ def old_url(request, tmp_path: Path, monkeypatch) -> str:
     command.upgrade(alembic_config(url), "0008_alerts")
     engine = get_engine(url)
     with Session(engine) as session:
-        org = sc.build_org(session, account_maker=_account_as_of_0008)
+        org = sc.build_org(session, account_maker=_account_as_of_0008, codes=False)
         ids = {code: store.id for code, store in org["stores"].items()}
         north, south = org["north"].id, org["south"].id
         facts = [

@@ -105,8 +105,8 @@ def test_exports_are_named_and_headed_by_their_filters(world, make_user, as_user
     at.run()
     at.selectbox(key="funnel_drill").set_value(world["north"].id)
     at.run()
-    # Named in Chinese after the page, the table and every filter.
-    name = "导流效果_各分公司_2026-11-01至2026-11-03_BJ01-北京分公司_全部门店_App"
+    # Named in Chinese after the page, the table and each filter that narrows ("all stores" does not).
+    name = "导流效果_各分公司_2026-11-01至2026-11-03_BJ01-北京分公司_App"
     assert {f"{name}.xlsx", f"{name}.csv", f"{name.replace('各分公司', '门店明细')}.csv",
             f"{name.replace('各分公司', '每日明细')}.xlsx"} <= set(downloads)
     book = openpyxl.load_workbook(io.BytesIO(downloads[f"{name}.xlsx"]))
@@ -238,6 +238,8 @@ def test_range_ends_yesterday_steps_convert_and_stores_rank(world, make_user, as
     chart = at.get("vega_lite_chart")[0].proto.SerializeToString()
     assert t("funnel.chart.label", users=2, rate="66.7%").encode() in chart
 
+    assert "funnel_rank_min" not in [n.key for n in at.number_input]  # counted store by store only on request
+    at.toggle(key="funnel_rank_show").set_value(True).run()
     at.number_input(key="funnel_rank_min").set_value(1).run()
     assert not at.exception, at.exception
     # Fewer stores than the ten asked for: all of them are in the top list, none repeated below.

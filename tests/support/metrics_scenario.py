@@ -23,18 +23,20 @@ NOW = datetime(2026, 11, 23, 12, 0, tzinfo=CST)
 BOUND_SINCE = datetime(2026, 10, 1)
 
 
-def build_org(session: Session, account_maker=make_account) -> dict:
-    """`account_maker`: how accounts are made (a migration test at an older revision writes plain SQL)."""
+def build_org(session: Session, account_maker=make_account, codes: bool = True) -> dict:
+    """`account_maker`: how accounts are made (a migration test at an older revision writes plain SQL);
+    `codes`: whether the stores get contact codes (an older revision has no table for them)."""
     org = make_org(session)
     stores = {crm_store_id: find_store(session, crm_store_id) for _, crm_store_id, _, _ in ORG_STORES}
     accounts = {userid: account_maker(session, userid, name=userid, count=10) for userid in
                 ("store101", "store102", "store103", "store201")}
-    make_binding(session, stores["000101"], accounts["store101"], started_at=BOUND_SINCE, shown=True)
+    make_binding(session, stores["000101"], accounts["store101"], started_at=BOUND_SINCE, shown=True,
+                 code=codes)
     make_binding(session, stores["000102"], accounts["store102"], started_at=BOUND_SINCE,
                  ended_at=datetime(2026, 10, 20), end_reason="unbound")
     make_binding(session, stores["000103"], accounts["store103"], started_at=BOUND_SINCE,
                  ended_at=datetime(2026, 10, 20), end_reason="store_closed")
-    make_binding(session, stores["000201"], accounts["store201"], started_at=BOUND_SINCE, shown=True)
+    make_binding(session, stores["000201"], accounts["store201"], started_at=BOUND_SINCE, shown=True, code=codes)
     return {**org, "stores": stores, "accounts": accounts}
 
 
