@@ -52,8 +52,10 @@ CHAIN = 0
 # write lock meanwhile; this keeps intake and the WeCom callback waiting well
 # under a second, and memory bounded whatever the backlog.
 CHUNK_FACTS = 5_000
-# Between two chunks on SQLite, the time left to waiting writers (intake, callback).
-_SQLITE_TURN_SECONDS = 0.06
+# Between two chunks on SQLite, the time left to waiting writers (intake, callback):
+# longer than the longest sleep of SQLite's busy handler (100 ms once a writer has
+# waited 228 ms), so that a waiting writer wakes up inside the pause.
+_SQLITE_TURN_SECONDS = 0.11
 # The roll-ups' PostgreSQL advisory lock ("FUNNEL").
 _LOCK_KEY = 0x46554E4E454C
 ROLLUP_STEPS = (*FUNNEL_STEPS, ADDED_BY_STATE)
@@ -320,8 +322,8 @@ def refresh_rollup(*, session: Session, chunk_facts: int = CHUNK_FACTS) -> dict[
         session.commit()
         if sqlite:
             # SQLite's write lock has no queue: writers waiting for it sleep in
-            # their busy handlers (by then in steps of up to 50 ms). Without a
-            # pause the next chunk would take the lock first, again and again.
+            # their busy handlers. Without a pause the next chunk would take the
+            # lock first, again and again.
             sleep(_SQLITE_TURN_SECONDS)
 
     return _roll_up(session, chunk_facts, finish_chunk)
