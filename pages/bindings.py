@@ -12,7 +12,7 @@ from console.ui.ticked_rows import TickedTable
 from console.ui.widgets import download_buttons, page_window, pager
 from core import settings_store
 from core.auth.permissions import Capability
-from core.bindings import review, standby
+from core.bindings import review, standby, store_history
 from core.bindings.entries import ACCOUNT_STANDBY, EntryReason
 from core.codes import posters
 from core.codes.service import code_of_store
@@ -301,7 +301,7 @@ if len(selected) == 1:
         switch_history_tab(row)
     with tabs[0]:
         with db() as session:
-            history = review.store_history(session=session, actor=actor, store_id=row.store_id)
+            history = store_history.store_history(session=session, actor=actor, store_id=row.store_id)
         history_frame = pd.DataFrame([{
             t("bindings.col.wecom_userid"): h.wecom_userid, t("bindings.col.wecom_name"): h.wecom_name,
             t("bindings.col.started"): format_display(h.started_at),
@@ -316,7 +316,7 @@ if len(selected) == 1:
         with tabs[3]:
             wanted_account = st.text_input(t("bindings.replace.search"), key=f"review_replace_search_{ref}")
             with db() as session:
-                candidates, candidate_total = review.replacement_candidates(session=session, actor=actor,
+                candidates, candidate_total = store_history.replacement_candidates(session=session, actor=actor,
                                                                             search=wanted_account,
                                                                             store_id=row.store_id)
             if candidate_total > len(candidates):

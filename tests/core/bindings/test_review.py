@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from base.errors import ConcurrentEdit, InvalidInput, PermissionDenied
 from core.auth.permissions import system_actor
-from core.bindings import entries, review
+from core.bindings import entries, review, store_history
 from db.models import Account, AccountSwitch, AuditEntry, Binding, JobRequest, Role
 from tests.support.factories import bind, find_store, make_account
 
@@ -323,12 +323,13 @@ def test_unbind_and_history(session, org, make_user):
     session.commit()
     review.unbind(session=session, actor=operator.actor, binding_id=second.id, expected_version=second.version)
     session.commit()
-    history = review.store_history(session=session, actor=manager.actor, store_id=find_store(session, "000101").id)
+    store_id = find_store(session, "000101").id
+    history = store_history.store_history(session=session, actor=manager.actor, store_id=store_id)
     assert [(h.wecom_userid, h.end_reason, h.ended_by) for h in history] == [
         ("second1", "unbound", operator.user.username), ("first1", "replaced", operator.user.username)]
     south_manager = make_user(Role.branch_manager, org["south"])
     with pytest.raises(PermissionDenied):
-        review.store_history(session=session, actor=south_manager.actor, store_id=find_store(session, "000101").id)
+        store_history.store_history(session=session, actor=south_manager.actor, store_id=store_id)
 
 
 def test_replacement_candidates(session, org, make_user):
@@ -338,11 +339,11 @@ def test_replacement_candidates(session, org, make_user):
     make_account(session, "free1")
     make_account(session, "off1", status="disabled")
     make_account(session, "full1", count=5000)
-    candidates, total = review.replacement_candidates(session=session, actor=operator.actor)
+    candidates, total = store_history.replacement_candidates(session=session, actor=operator.actor)
     assert [a.userid for a in candidates] == ["spare1", "free1"] and total == 2
-    found, total = review.replacement_candidates(session=session, actor=operator.actor, search="FREE")
+    found, total = store_history.replacement_candidates(session=session, actor=operator.actor, search="FREE")
     assert [a.userid for a in found] == ["free1"] and total == 1
-    first, total = review.replacement_candidates(session=session, actor=operator.actor, limit=1)
+    first, total = store_history.replacement_candidates(session=session, actor=operator.actor, limit=1)
     assert [a.userid for a in first] == ["spare1"] and total == 2
 
 
@@ -355,7 +356,7 @@ def test_another_stores_standby_is_not_offered_for_replace(session, org, make_us
     session.add(StandbyAccount(store_id=find_store(session, "000101").id, account_id=own.id))
     session.add(StandbyAccount(store_id=find_store(session, "000102").id, account_id=theirs.id))
     session.commit()
-    offered, _ = review.replacement_candidates(session=session, actor=operator.actor,
+    offered, _ = store_history.replacement_candidates(session=session, actor=operator.actor,
                                                store_id=find_store(session, "000101").id)
     assert [a.userid for a in offered] == ["own1"]
     old = bind(session, "000101", "old1")
@@ -445,9 +446,9 @@ def test_agency_operator_replaces_only_with_accounts_of_own_branch(session, org,
     south_old = bind(session, "000202", "southold1")
     review.unbind(session=session, actor=hq.actor, binding_id=south_old.id, expected_version=1)
     session.commit()
-    candidates, _ = review.replacement_candidates(session=session, actor=agency.actor)
+    candidates, _ = store_history.replacement_candidates(session=session, actor=agency.actor)
     assert [a.userid for a in candidates] == ["southold1"]
-    everything, _ = review.replacement_candidates(session=session, actor=hq.actor)
+    everything, _ = store_history.replacement_candidates(session=session, actor=hq.actor)
     assert [a.userid for a in everything] == ["never1", "north1", "southold1"]
     for userid in ("north1", "never1"):
         with pytest.raises(PermissionDenied) as refused:
