@@ -12,10 +12,10 @@ filter always agree. The binding figures are as of now
 (core.directory.stores.branch_summaries).
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from time import sleep
+from time import perf_counter, sleep
 from typing import Any
 
 import numpy as np
@@ -48,13 +48,19 @@ MAX_RANGE_DAYS = 366
 GAP_CAP = MAX_RANGE_DAYS
 ALL_PLATFORMS = "*"
 CHAIN = 0
-# Pending facts taken in per transaction. On SQLite the roll-up holds the
-# write lock meanwhile; this keeps intake and the WeCom callback waiting well
-# under a second, and memory bounded whatever the backlog.
+# Most pending facts taken in per transaction: memory stays bounded whatever the backlog.
 CHUNK_FACTS = 5_000
-# Between two chunks on SQLite, the time left to waiting writers (intake, callback):
-# longer than the longest sleep of SQLite's busy handler (100 ms once a writer has
-# waited 228 ms), so that a waiting writer wakes up inside the pause.
+# On SQLite a chunk holds the write lock from start to commit, and intake and the
+# WeCom callback (which must answer within a second) wait for it. So chunks there
+# are sized by time, not count: each aims to hold the lock this long, the next
+# chunk's size following how long the last one took, so a slow or busy machine
+# takes smaller chunks instead of longer waits.
+_SQLITE_HOLD_SECONDS = 0.2
+_SQLITE_FIRST_CHUNK = 1_000
+_SQLITE_SMALLEST_CHUNK = 100
+# Between two chunks on SQLite, the time left to waiting writers: longer than the
+# longest sleep of SQLite's busy handler (100 ms once a writer has waited 228 ms),
+# so that a waiting writer wakes up inside the pause.
 _SQLITE_TURN_SECONDS = 0.11
 # The roll-ups' PostgreSQL advisory lock ("FUNNEL").
 _LOCK_KEY = 0x46554E4E454C
@@ -298,40 +304,59 @@ def _move_store(session: Session, store_id: int) -> bool:
     return True
 
 
-def _roll_up(session: Session, chunk_facts: int, finish_chunk) -> dict[str, int]:
+@dataclass
+class _Pace:
+    """How a roll-up cuts its work: `size` facts in the next chunk, `end` after each."""
+
+    size: int
+    end: Callable[[], None]
+    sqlite: bool = False  # pause after each chunk, for waiting writers
+    timed: bool = False  # size chunks by time (see _SQLITE_HOLD_SECONDS)
+
+    def chunk_done(self, started: float | None = None) -> None:
+        """End a chunk; `started` (perf_counter) when it took in facts, to size the next one."""
+        self.end()
+        if not self.sqlite:
+            return
+        if self.timed and started is not None:
+            held = max(perf_counter() - started, 0.001)
+            # At most double at a time, so one quick chunk does not make a long one.
+            grown = min(int(self.size * _SQLITE_HOLD_SECONDS / held), self.size * 2)
+            self.size = max(_SQLITE_SMALLEST_CHUNK, min(CHUNK_FACTS, grown))
+        # SQLite's write lock has no queue: writers waiting for it sleep in their
+        # busy handlers. Without a pause the next chunk would take the lock first,
+        # again and again.
+        sleep(_SQLITE_TURN_SECONDS)
+
+
+def _roll_up(session: Session, pace: _Pace) -> dict[str, int]:
     moved = 0
     for store_id in session.connection().execute(text(_MOVED_STORES)).scalars().all():
         moved += _move_store(session, store_id)
-        finish_chunk()
+        pace.chunk_done()
     facts, after = 0, None
     while True:
-        taken, after = _take_in_pending(session, chunk_facts, after)
-        finish_chunk()
+        started, limit = perf_counter(), pace.size
+        taken, after = _take_in_pending(session, limit, after)
+        pace.chunk_done(started)
         facts += taken
-        if taken < chunk_facts:
+        if taken < limit:
             return {"facts": facts, "moved_stores": moved}
 
 
-def refresh_rollup(*, session: Session, chunk_facts: int = CHUNK_FACTS) -> dict[str, int]:
+def refresh_rollup(*, session: Session, chunk_facts: int | None = None) -> dict[str, int]:
     """Take the pending facts and store moves into the roll-up, a chunk per
     transaction: each chunk commits (all or nothing), so call this with nothing
-    uncommitted in `session`. Facts that arrive meanwhile wait for the next run."""
+    uncommitted in `session`. Facts that arrive meanwhile wait for the next run.
+    `chunk_facts` fixes the chunks' size (tests); by default it follows the database."""
     sqlite = session.get_bind().dialect.name == "sqlite"
-
-    def finish_chunk() -> None:
-        session.commit()
-        if sqlite:
-            # SQLite's write lock has no queue: writers waiting for it sleep in
-            # their busy handlers. Without a pause the next chunk would take the
-            # lock first, again and again.
-            sleep(_SQLITE_TURN_SECONDS)
-
-    return _roll_up(session, chunk_facts, finish_chunk)
+    size = chunk_facts or (_SQLITE_FIRST_CHUNK if sqlite else CHUNK_FACTS)
+    return _roll_up(session, _Pace(size, session.commit, sqlite=sqlite, timed=sqlite and chunk_facts is None))
 
 
 def roll_up_in_transaction(*, session: Session) -> dict[str, int]:
     """The same in the caller's transaction (the demo seeds and rolls up at once)."""
-    return _roll_up(session, CHUNK_FACTS, lambda: None)
+    return _roll_up(session, _Pace(CHUNK_FACTS, lambda: None))
 
 
 @dataclass(frozen=True)
