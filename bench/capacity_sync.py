@@ -12,16 +12,15 @@ at 99.5 % of the simulator's limit so that no 60-second window goes over it.
 """
 
 import argparse
-import os
 import random
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.simulated_wecom import fresh_database, simulator_client  # noqa: E402
 
 
 def main() -> int:
@@ -31,22 +30,15 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-capacity-"))
-    url = f"sqlite:///{workdir / 'bench.db'}"
-    corp, secret = "wwbench", "bench-secret"
-    os.environ.update(DATABASE_URL=url, WECOM_CORP_ID=corp, WECOM_SECRET=secret)
+    url = fresh_database("bench-capacity-")
 
     from sqlalchemy import insert
     from sqlmodel import Session
 
     from core.capacity.sync import sync_counts
-    from core.wecom.client import WeComClient
     from db.engine import get_engine
-    from db.migrate import upgrade_to_head
     from db.models import Account
-    from tests.support.postgres import free_port
 
-    upgrade_to_head(url)
     engine = get_engine(url)
     rng = random.Random(5)
     with Session(engine) as session:
@@ -55,27 +47,12 @@ def main() -> int:
              "customer_count": rng.randint(0, 2500), "version": 1} for n in range(args.accounts)])
         session.commit()
 
-    port = free_port()
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "console", "simulator", "--port", str(port), "--from-database",
-         "--per-minute", str(args.limit)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ})
-    try:
-        line = simulator.stdout.readline().decode()
-        if "WeCom simulator on" not in line:
-            print(f"simulator did not start: {line}", file=sys.stderr)
-            return 1
-        client = WeComClient(f"http://127.0.0.1:{port}", corp, secret, per_minute=int(args.limit * 0.995),
-                             max_connections=args.concurrency * 2)
+    with simulator_client(per_minute=args.limit, concurrency=args.concurrency) as client:
         cpu_before = time.process_time()
         started = time.monotonic()
-        with client:
-            result = sync_counts(engine=engine, client=client, concurrency=args.concurrency)
+        result = sync_counts(engine=engine, client=client, concurrency=args.concurrency)
         cycle = time.monotonic() - started
         cpu = time.process_time() - cpu_before
-    finally:
-        simulator.terminate()
-        simulator.wait(timeout=10)
 
     ideal = args.accounts / args.limit * 60
     print(f"accounts {args.accounts:,}, simulator limit {args.limit:,} calls/min per API, "

@@ -14,14 +14,14 @@ sync's benchmark does.
 
 import argparse
 import os
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from bench.simulated_wecom import fresh_database, simulator_client  # noqa: E402
 
 
 def main() -> int:
@@ -31,22 +31,15 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=8)
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-codes-"))
-    url = f"sqlite:///{workdir / 'bench.db'}"
-    corp, secret = "wwbench", "bench-secret"
-    os.environ.update(DATABASE_URL=url, WECOM_CORP_ID=corp, WECOM_SECRET=secret)
+    url = fresh_database("bench-codes-")
 
     from sqlalchemy import insert
     from sqlmodel import Session, select
 
     from core.codes.sync import sync_codes
-    from core.wecom.client import WeComClient
     from db.engine import get_engine
-    from db.migrate import upgrade_to_head
     from db.models import Account, Binding, Branch, Store
-    from tests.support.postgres import free_port
 
-    upgrade_to_head(url)
     engine = get_engine(url)
     with Session(engine) as session:
         session.add(Branch(code="B01", name="基准分公司"))
@@ -65,32 +58,17 @@ def main() -> int:
             for store_id, account_id in zip(stores, accounts, strict=True)])
         session.commit()
 
-    port = free_port()
-    simulator = subprocess.Popen(
-        [sys.executable, "-m", "console", "simulator", "--port", str(port), "--from-database",
-         "--per-minute", str(args.limit)], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-        env={**os.environ})
-    try:
-        line = simulator.stdout.readline().decode()
-        if "WeCom simulator on" not in line:
-            print(f"simulator did not start: {line}", file=sys.stderr)
-            return 1
-        client = WeComClient(f"http://127.0.0.1:{port}", corp, secret, per_minute=int(args.limit * 0.995),
-                             max_connections=args.concurrency * 2)
+    with simulator_client(per_minute=args.limit, concurrency=args.concurrency) as client:
         cpu_before = time.process_time()
         started = time.monotonic()
-        with client:
-            result = sync_codes(engine=engine, client=client, concurrency=args.concurrency)
-            wall = time.monotonic() - started
-            cpu = time.process_time() - cpu_before
-            calls_before = client.stats["calls"]
-            again_started = time.monotonic()
-            again = sync_codes(engine=engine, client=client, concurrency=args.concurrency)
-            again_wall = time.monotonic() - again_started
-            again_calls = client.stats["calls"] - calls_before
-    finally:
-        simulator.terminate()
-        simulator.wait(timeout=10)
+        result = sync_codes(engine=engine, client=client, concurrency=args.concurrency)
+        wall = time.monotonic() - started
+        cpu = time.process_time() - cpu_before
+        calls_before = client.stats["calls"]
+        again_started = time.monotonic()
+        again = sync_codes(engine=engine, client=client, concurrency=args.concurrency)
+        again_wall = time.monotonic() - again_started
+        again_calls = client.stats["calls"] - calls_before
 
     floor = args.stores / args.limit * 60
     print(f"stores {args.stores:,}, simulator limit {args.limit:,} calls/min per API, concurrency {args.concurrency}")

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from core.sheets import MAX_OTHER_PART_BYTES, SheetColumn, SheetError, read_sheet
+from core.sheets import SheetColumn, SheetError, read_sheet
+from core.sheets.xlsx import MAX_OTHER_PART_BYTES
 from i18n import error_text
 from tests.support.binding_sheets import inline_row, workbook_bytes
 
