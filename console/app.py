@@ -3,6 +3,7 @@
 import html
 import logging
 from pathlib import Path
+from urllib.parse import urlencode
 
 import streamlit as st
 import streamlit.config
@@ -12,6 +13,7 @@ from console.navigation import PAGES, PageSpec
 from console.ui.context import db, engine, logout_url, resolve_actor
 from console.ui.text import md
 from console.ui.widget_text import chinese_widget_text
+from console.web.page_gate import login_url
 from core.auth.permissions import Actor
 from core.auth.users import branch_code_of
 from db.engine import DatabaseUnavailable, check_database
@@ -30,11 +32,34 @@ except DatabaseUnavailable as exc:
     st.error(md("app.database_unreachable", reason=str(exc).split(": ", 1)[-1][:200]))
     st.stop()
 
+
+
+def same_tab_link(url: str, label: str) -> None:
+    """A link styled as a button that opens in this tab (st.link_button opens a new one).
+    `url` is ours (a path, hex or %-escaped); the label from the catalog."""
+    st.html(f'<a href="{html.escape(url)}" target="_self" class="swc-link">{html.escape(label)}</a>'
+            '<style>.swc-link{display:inline-block;padding:4px 12px;border:1px solid #ccc;border-radius:6px;'
+            'color:inherit;text-decoration:none;font-size:14px}</style>')
+
+
+def session_ended(url_path: str):
+    """What an open page shows once its session has ended (logged out elsewhere, expired, user
+    disabled): the way back to this page through /login. (A fresh visit without a session never
+    gets here: the page gate sends it to /login.)"""
+    def ended() -> None:
+        st.title(t("app.title"))
+        st.info(t("login.session_ended"))
+        query = urlencode(st.query_params.to_dict())
+        here = f"/{url_path}" + (f"?{query}" if query else "")
+        same_tab_link(login_url(here), t("login.go_to_login"))
+    return ended
+
+
 actor = resolve_actor()
 if actor is None:
-    st.title(t("app.title"))
-    st.info(t("login.required"))
-    st.link_button(t("login.go_to_login"), "/login", type="primary")
+    st.navigation([st.Page(session_ended(""), title=t("app.title"), url_path="start", default=True),
+                   *(st.Page(session_ended(spec.url_path), title=t(spec.title_key), url_path=spec.url_path)
+                     for spec in PAGES)], position="hidden").run()
     st.stop()
 
 
@@ -80,10 +105,7 @@ with st.sidebar:
         from base.timeutil import format_display
 
         st.caption(t("nav.expires", date=format_display(actor.expires_at, "%Y-%m-%d")))
-    # A same-tab link (st.link_button would open a new tab); the URL is ours, hex only.
-    st.html(f'<a href="{html.escape(logout_url())}" target="_self" class="swc-logout">{t("logout.link")}</a>'
-            '<style>.swc-logout{display:inline-block;padding:4px 12px;border:1px solid #ccc;border-radius:6px;'
-            'color:inherit;text-decoration:none;font-size:14px}</style>')
+    same_tab_link(logout_url(), t("logout.link"))
 if settings.uses_wecom_simulator:
     st.info(t("app.simulator_banner", base=settings.WECOM_API_BASE), icon=":material/science:")
 

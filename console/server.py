@@ -25,4 +25,4 @@ except DatabaseUnavailable as exc:
     print(f"error: {exc}", file=sys.stderr)
     sys.exit(2)
 
-app = st.App("app.py", routes=ROUTES, middleware=[Middleware(PageGate), Middleware(UploadGuard)])
+app = st.App("app.py", routes=ROUTES, middleware=[Middleware(PageGate, routes=ROUTES), Middleware(UploadGuard)])

@@ -13,6 +13,7 @@ ZH_CN = {
     "login.csrf_failed": "页面已过期，请刷新后重新登录。",
     "login.required": "请先登录。",
     "login.go_to_login": "前往登录",
+    "login.session_ended": "登录已失效（已退出、已过期或账号已停用），请重新登录，登录后回到本页。",
     "login.logged_out": "您已退出登录。",
     "login.password_login_off": "密码登录已关闭，请使用企业微信扫码登录。",
     "login.password_login_off_notice": "密码登录已关闭：请使用企业微信扫码登录（仅总部管理员可用密码登录）。",

@@ -1,6 +1,7 @@
 """Chinese for the few words Streamlit's widgets write themselves and take from no
 parameter: the file uploader's "Upload" button and its "200MB per file" line (the
-pages' labels say each file's real limit). Replaced in CSS on the elements'
+pages' labels say each file's real limit), and the date input's empty-field
+placeholders "yyyy / mm / dd" (its calendar follows the browser's language). Replaced in CSS on the elements'
 `data-testid`s, which Streamlit keeps stable for its own end-to-end tests; the
 browser test tests/browser/test_page_shell.py notices when they change."""
 
@@ -24,4 +25,9 @@ def chinese_widget_text() -> None:
         '[data-testid="stFileUploaderDropzoneInstructions"] span{display:none}'
         '[data-testid="stFileUploaderDropzoneInstructions"] > div::after'
         f"{{content:{css_text('common.upload_drop')};font-size:14px;opacity:.6}}"
-        "</style>")
+        + "".join(
+            f'[data-testid="stDateInput"] [data-placeholder="true"][data-type="{part}"]{{font-size:0}}'
+            f'[data-testid="stDateInput"] [data-placeholder="true"][data-type="{part}"]::after'
+            f"{{content:{css_text(f'common.date_{part}')};font-size:14px}}"
+            for part in ("year", "month", "day"))
+        + "</style>")

@@ -43,7 +43,8 @@ def test_each_role_can_open_exactly_its_pages(role, org, make_user, as_user):
 def test_without_session_only_the_login_link_shows(db_url, as_user):
     as_user(None)
     at = run_app()
-    assert at.info[0].value == t("login.required")
+    assert at.info[0].value == t("login.session_ended")
+    assert any('href="/login"' in element.proto.body for element in at.get("html"))
     assert not at.dataframe
 
 
@@ -55,7 +56,7 @@ def test_disabled_user_session_ends(org, make_user, as_user, session):
     session.add(user.user)
     session.commit()
     at = run_app()
-    assert at.info[0].value == t("login.required")
+    assert at.info[0].value == t("login.session_ended")
 
 
 def test_branch_manager_sees_only_own_branch_stores(org, make_user, as_user):
