@@ -13,7 +13,7 @@ from db.engine import get_engine
 from db.models import Binding, Role
 from i18n import t
 from tests.support.factories import bind, find_store, give_code
-from tests.support.streamlit_server import log_in, wait_for_app_run
+from tests.support.streamlit_server import log_in, tick_first_row, wait_for_app_run
 
 pytestmark = pytest.mark.browser
 
@@ -72,14 +72,8 @@ def test_ticks_act_on_the_rows_the_operator_saw(session, org, make_user, console
         page.goto(f"{console_server.url}/bindings")
         wait_for_app_run(page)
         page.get_by_text(t("common.page_of", page=1, pages=1, total=2)).wait_for()
-        grid = page.locator("[data-testid='stDataFrame']").first
-        grid.locator("canvas").first.wait_for()
-        box = grid.bounding_box()
-        # The row-marker column, first data row (under a 35 px header, rows 35 px high).
-        page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)
-        wait_for_app_run(page)
         heading = t("bindings.row_title", store="000101", name="北京朝阳大悦城店")
-        page.get_by_role("heading", name=heading).wait_for()
+        tick_first_row(page, page.get_by_role("heading", name=heading))
         page.get_by_text(t("bindings.selected", count=1)).wait_for()
 
         with Session(get_engine()) as elsewhere:

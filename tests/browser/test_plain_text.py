@@ -8,7 +8,7 @@ import pytest
 from db.models import Role
 from i18n import t
 from tests.support.factories import bind, find_store
-from tests.support.streamlit_server import log_in, wait_for_app_run
+from tests.support.streamlit_server import log_in, tick_first_row, wait_for_app_run
 
 pytestmark = pytest.mark.browser
 
@@ -22,15 +22,6 @@ def no_markup_from_data(page) -> None:
     assert page.locator("a[href*='evil.example']").count() == 0
     assert page.locator("strong", has_text="粗").count() == 0
     page.get_by_text(SHOWN).first.wait_for()
-
-
-def first_row(page) -> None:
-    grid = page.locator("[data-testid='stDataFrame']").first
-    grid.locator("canvas").first.wait_for()
-    box = grid.bounding_box()
-    # The row-marker column, first data row (under a 35 px header, rows 35 px high).
-    page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)
-    wait_for_app_run(page)
 
 
 def test_names_from_data_are_plain_text(session, org, make_user, console_server, browser):
@@ -48,8 +39,7 @@ def test_names_from_data_are_plain_text(session, org, make_user, console_server,
         log_in(page, console_server.url, "operator", operator.password)
         page.goto(f"{console_server.url}/bindings")
         wait_for_app_run(page)
-        first_row(page)
-        page.get_by_role("heading", name=t("bindings.row_title", store="000101", name=SHOWN)).wait_for()
+        tick_first_row(page, page.get_by_role("heading", name=t("bindings.row_title", store="000101", name=SHOWN)))
         no_markup_from_data(page)
         page.get_by_role("button", name=t("bindings.show_selected")).click()
         dialog = page.get_by_role("dialog")
@@ -58,8 +48,7 @@ def test_names_from_data_are_plain_text(session, org, make_user, console_server,
 
         page.goto(f"{console_server.url}/accounts")
         wait_for_app_run(page)
-        first_row(page)
-        page.get_by_role("heading", name=t("accounts.edit_title", userid="acc1", name=SHOWN)).wait_for()
+        tick_first_row(page, page.get_by_role("heading", name=t("accounts.edit_title", userid="acc1", name=SHOWN)))
         no_markup_from_data(page)
     finally:
         page.close()

@@ -57,6 +57,29 @@ def wait_for_app_run(page, timeout: float = 30_000) -> None:
         timeout=timeout, state="attached")
 
 
+def tick_first_row(page, until, attempts: int = 4) -> None:
+    """Tick the first data row of the page's first grid, then wait for `until` (a locator the tick
+    shows). The grid is a canvas: the click lands by position, so wait until the page above it
+    stops moving (widgets load lazily and replace their placeholders), and click again if a
+    busy machine still moved it under the click."""
+    grid = page.locator("[data-testid='stDataFrame']").first
+    grid.locator("canvas").first.wait_for()
+    for attempt in range(attempts):
+        box, settled = grid.bounding_box(), None
+        while settled != box:
+            page.wait_for_timeout(200)
+            settled, box = box, grid.bounding_box()
+        # The row-marker column, first data row (under a 35 px header, rows 35 px high).
+        page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)
+        wait_for_app_run(page)
+        try:
+            until.wait_for(timeout=10_000)
+            return
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+
+
 def log_in(page, base_url: str, username: str, password: str) -> None:
     """Log in through the /login form as a person would, then wait for the console."""
     page.goto(f"{base_url}/login")
