@@ -8,7 +8,11 @@ POST /api/v1/events does) and one add-customer callback
 (`contacts.record_contact_change`) every 50 ms and times each. Target: every
 one answers within 1 s while the import runs.
 
-    .venv/bin/python bench/import_lock.py [--stores 99000]
+Then `python -m console import-bindings` of a binding sheet of 50,000 open
+stores runs the same way (an import run of its own kind), twice: every store
+bound to a new account, then every store moved to another new account (换号).
+
+    .venv/bin/python bench/import_lock.py [--stores 99000] [--bindings 50000]
 """
 
 import argparse
@@ -28,7 +32,8 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import insert, select  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from core.auth.permissions import system_actor  # noqa: E402
+from core.auth.permissions import SYSTEM, system_actor  # noqa: E402
+from core.auth.users import UserCreate, create_user  # noqa: E402
 from core.funnel import contacts, intake  # noqa: E402
 from db.engine import get_engine, session_scope  # noqa: E402
 from db.migrate import upgrade_to_head  # noqa: E402
@@ -74,6 +79,22 @@ def bind_closing_stores(url: str, stores: int) -> None:
         session.commit()
 
 
+def binding_sheet(path: Path, stores: int, rows: int, prefix: str) -> None:
+    """The first `rows` open stores, each to a new account named with `prefix`."""
+    open_ones = [i for i in range(stores) if i % 10][:rows]
+    lines = ["分公司编码,CRM门店ID,门店名称,企微账号,企微账号名称"]
+    lines += [f"B{i % 50:02d},{i:07d},门店{i}（新）,{prefix}.{i},客服{i}" for i in open_ones]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+
+
+def console_user(url: str) -> None:
+    """The HQ user `import-bindings` acts as."""
+    with Session(get_engine(url)) as session:
+        create_user(session=session, actor=SYSTEM, data=UserCreate(username="bench_hq", role="hq_admin",
+                                                                   password="bench-password-1"))
+        session.commit()
+
+
 def probe(stop: threading.Event, timings: dict[str, list[float]]) -> None:
     n = 0
     while not stop.is_set():
@@ -95,7 +116,7 @@ def probe(stop: threading.Event, timings: dict[str, list[float]]) -> None:
         time.sleep(0.05)
 
 
-def run_import(url: str, path: Path) -> tuple[float, dict[str, list[float]]]:
+def run_import(url: str, path: Path, *extra: str) -> tuple[float, dict[str, list[float]]]:
     timings: dict[str, list[float]] = {"intake": [], "callback": []}
     stop = threading.Event()
     thread = threading.Thread(target=probe, args=(stop, timings))
@@ -104,7 +125,8 @@ def run_import(url: str, path: Path) -> tuple[float, dict[str, list[float]]]:
     for values in timings.values():
         values.clear()  # only what the import meets
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "console", "import-stores", str(path)], cwd=ROOT,
+    command = list(extra) or ["import-stores"]
+    done = subprocess.run([sys.executable, "-m", "console", command[0], str(path), *command[1:]], cwd=ROOT,
                           env={**os.environ, "DATABASE_URL": url}, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     stop.set()
@@ -126,6 +148,7 @@ def report(name: str, elapsed: float, timings: dict[str, list[float]]) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stores", type=int, default=99_000)
+    parser.add_argument("--bindings", type=int, default=50_000)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{tmp}/bench.db"
@@ -138,6 +161,13 @@ def main() -> None:
         report("new stores", *run_import(url, first))
         bind_closing_stores(url, args.stores)
         report("every store renamed, a tenth closed", *run_import(url, second))
+        console_user(url)
+        for prefix, what in (("bk", "every store bound to a new account"),
+                             ("bk2", "every store moved to another new account (换号)")):
+            sheet = Path(tmp) / f"bindings-{prefix}.csv"
+            binding_sheet(sheet, args.stores, args.bindings, prefix)
+            report(f"binding sheet of {args.bindings} rows, {what}",
+                   *run_import(url, sheet, "import-bindings", "--user", "bench_hq", "--accept-unchecked"))
 
 
 if __name__ == "__main__":

@@ -194,7 +194,9 @@ def load_facts(conn: sqlite3.Connection, events: pd.DataFrame, adds: pd.DataFram
         pd.DataFrame({"step": "added_by_state", "user_key": state.external, "day": state.day,
                       "store_id": state.store_id, "platform": "", "branch_id": state.branch_id}),
     ]).drop_duplicates(FACT_KEY).sort_values(FACT_KEY)
+    # Loaded without the secondary indexes, which are then built once (faster than kept up row by row).
     conn.execute("DROP INDEX ix_funnel_activity_store_day_user")
+    conn.execute("DROP INDEX ix_funnel_activity_step_store_user")
     tuples = list(rows.itertuples(index=False, name=None))
     conn.executemany("INSERT INTO funnel_activity (step, user_key, day, store_id, platform, branch_id) "
                      "VALUES (?, ?, ?, ?, ?, ?)", tuples)
@@ -202,10 +204,36 @@ def load_facts(conn: sqlite3.Connection, events: pd.DataFrame, adds: pd.DataFram
                      (row[:5] for row in tuples))
     conn.execute("CREATE INDEX ix_funnel_activity_store_day_user ON funnel_activity "
                  "(store_id, day, step, user_key, platform)")
+    conn.execute("CREATE INDEX ix_funnel_activity_step_store_user ON funnel_activity "
+                 "(step, store_id, user_key, day, platform)")
     conn.execute("INSERT INTO funnel_store_branch (store_id, branch_id) SELECT id, branch_id FROM store")
     conn.commit()
     conn.execute("ANALYZE")
     return len(rows)
+
+
+@contextmanager
+def events_api():
+    """POST /api/v1/events alone under uvicorn on a free loopback port (DATABASE_URL from the
+    environment); its base URL, once it answers."""
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-c", "import uvicorn; from starlette.applications import Starlette; "
+         "from console.web.events_api import ROUTES; "
+         f"uvicorn.run(Starlette(routes=ROUTES), host='127.0.0.1', port={port}, log_level='warning')"],
+        cwd=ROOT, env={**os.environ})
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(100):
+            try:
+                httpx.post(f"{base}/api/v1/events", timeout=1)
+                break
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        yield base
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
 
 
 def intake(url: str, key: str, stores: pd.DataFrame, batches: int, clients: int, tag: str) -> float:
@@ -362,27 +390,11 @@ def main() -> None:
     with Session(engine) as session:
         _row, key = api_keys.create_api_key(session=session, actor=SYSTEM, name="bench")
         session.commit()
-    port = free_port()
-    server = subprocess.Popen(
-        [sys.executable, "-c", "import uvicorn; from starlette.applications import Starlette; "
-         "from console.web.events_api import ROUTES; "
-         f"uvicorn.run(Starlette(routes=ROUTES), host='127.0.0.1', port={port}, log_level='warning')"],
-        cwd=ROOT, env={**os.environ})
-    try:
-        base = f"http://127.0.0.1:{port}"
-        for _ in range(100):
-            try:
-                httpx.post(f"{base}/api/v1/events", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.2)
+    with events_api() as base:
         single = intake(base, key, stores, args.intake_batches, 1, "o")
         print(f"  intake, 1 client: {single:,.0f} events/s ({len(events):,} events already stored)", flush=True)
         four = intake(base, key, stores, args.intake_batches, 4, "f")
         print(f"  intake, 4 clients: {four:,.0f} events/s", flush=True)
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
     usual = roll_up_in_child("roll-up, the sidecar's usual run (the intake's new facts)")
 
     # One late event for a frequent user, 25 days back: it changes that user's next active day.

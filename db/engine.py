@@ -1,7 +1,7 @@
 """The engine and sessions. One engine per database URL per process."""
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from functools import lru_cache
 
 from sqlalchemy import event
@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, create_engine
 
 from base.config import get_settings
+from db.write_turns import urgent_writer
 
 
 class DatabaseUnavailable(RuntimeError):
@@ -63,9 +64,11 @@ def check_database(engine: Engine) -> None:
 
 
 @contextmanager
-def session_scope(engine: Engine | None = None) -> Iterator[Session]:
-    """A session that commits on success and rolls back on any error."""
-    with Session(engine or get_engine(), expire_on_commit=False) as session:
+def session_scope(engine: Engine | None = None, *, urgent: bool = False) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error. `urgent`: a writer that must
+    answer at once (event intake, the WeCom callback) goes before chunked work (db.write_turns)."""
+    engine = engine or get_engine()
+    with urgent_writer(engine) if urgent else nullcontext(), Session(engine, expire_on_commit=False) as session:
         try:
             yield session
             session.commit()

@@ -31,11 +31,19 @@ TEXT_MAX = 30
 TYPE2_MEMBERS_MAX = 100
 WAYS_PER_CORP = 500_000
 LIST_LIMIT_MAX = 1000
-# The errcodes this simulator answers (WECOM.md names 84074 for members without customer contact).
+# The errcodes this simulator answers. WeCom's global code list (document 90313)
+# names the contact-way ones: an invalid type or scene, too many members, a
+# config_id it does not know, the corp's API-made ways at their limit; WECOM.md
+# names 84074 for members without customer contact. Where neither says (a state
+# or remark over 30 characters, a malformed user list or list request) we answer
+# the generic "invalid parameter", an assumption.
 INVALID_PARAMETER = 40058
+INVALID_TYPE = 41039
+INVALID_SCENE = 41040
+TOO_MANY_MEMBERS = 41041
 WAY_NOT_FOUND = 41044
+QUOTA_EXCEEDED = 41045
 NO_CUSTOMER_CONTACT = 84074
-QUOTA_EXCEEDED = 84063
 USER_NOT_FOUND = 60111
 
 
@@ -182,9 +190,9 @@ class ContactWays:
         if not isinstance(user, list) or not all(isinstance(u, str) and u for u in user):
             return _error(INVALID_PARAMETER, "invalid user")
         if way_type == 1 and len(user) != 1:
-            return _error(INVALID_PARAMETER, "type 1 takes exactly one user")
+            return _error(TOO_MANY_MEMBERS, "type 1 takes exactly one user")
         if len(user) > TYPE2_MEMBERS_MAX:
-            return _error(INVALID_PARAMETER, f"user exceeds {TYPE2_MEMBERS_MAX}")
+            return _error(TOO_MANY_MEMBERS, f"user exceeds {TYPE2_MEMBERS_MAX}")
         for userid in user:
             errcode = self._member_errcode(userid)
             if errcode:
@@ -200,8 +208,10 @@ class ContactWays:
 
     def _add(self, body: dict[str, Any]) -> dict[str, Any]:
         way_type, scene = body.get("type"), body.get("scene")
-        if way_type not in (1, 2) or scene not in (1, 2):
-            return _error(INVALID_PARAMETER, "invalid type or scene")
+        if way_type not in (1, 2):
+            return _error(INVALID_TYPE, "invalid contact way type")
+        if scene not in (1, 2):
+            return _error(INVALID_SCENE, "invalid contact way scene")
         refused = self._text_refused(body) or self._members_refused(way_type, body.get("user"))
         if refused:
             return refused

@@ -1,5 +1,5 @@
-"""The simulator's 获客链接 (customer acquisition links, issue 11): create/update/delete/get
-with WeCom's checks (link_name 1–30 characters, 1–500 members in `range.user_list`,
+"""The simulator's 获客链接 (customer acquisition links, issue 11): create/update/delete/get/
+list_link with WeCom's checks (link_name 1–30 characters, 1–500 members in `range.user_list`,
 members with customer contact, unknown link_id), the corp's quota, whose balance
 falls by one for every customer added through a link, and per-link statistics
 over at most 30 days.
@@ -23,10 +23,12 @@ NAME_MAX = 30
 USERS_MAX = 500
 STATISTIC_MAX_SECONDS = 30 * 86400
 # The simulator's answers: WeCom's "invalid parameter" for bad names, ranges and unknown
-# link_ids, and 84074 (WECOM.md) for members without customer contact.
+# link_ids — an assumption, as neither WECOM.md nor WeCom's global code list names
+# codes for them (core.wecom.client.LINK_NOT_FOUND) — and 84074 (WECOM.md) for
+# members without customer contact.
 INVALID_PARAMETER = 40058
-QUOTA_USED_UP = 41102
 DEFAULT_QUOTA = 1000
+LIST_LIMIT_MAX = 100
 
 
 @dataclass
@@ -106,6 +108,8 @@ class AcquisitionLinks:
                         "link": {"link_id": link.link_id, "link_name": link.name, "url": self.url_of(link.link_id),
                                  "create_time": link.created_at, "skip_verify": link.skip_verify},
                         "range": {"user_list": list(link.users), "department_list": []}}
+        if api == "externalcontact/customer_acquisition/list_link":
+            return self._list(body)
         if api == "externalcontact/customer_acquisition_quota":
             with self._lock:
                 return {"errcode": 0, "errmsg": "ok", "total": self.total, "balance": self.balance,
@@ -156,6 +160,20 @@ class AcquisitionLinks:
             if "skip_verify" in body:
                 link.skip_verify = bool(body["skip_verify"])
         return {"errcode": 0, "errmsg": "ok"}
+
+    def _list(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Every link still valid, oldest first, `limit` (≤ 100) a page."""
+        try:
+            limit = min(max(int(body.get("limit") or LIST_LIMIT_MAX), 1), LIST_LIMIT_MAX)
+            offset = int(body.get("cursor") or 0)
+        except (TypeError, ValueError):
+            return _error(INVALID_PARAMETER, "invalid limit or cursor")
+        with self._lock:
+            made = sorted(self.links.values(), key=lambda link: (link.created_at, link.link_id))
+        page = made[offset:offset + limit]
+        more = offset + limit < len(made)
+        return {"errcode": 0, "errmsg": "ok", "link_id_list": [link.link_id for link in page],
+                "next_cursor": str(offset + limit) if more else ""}
 
     def _statistic(self, body: dict[str, Any]) -> dict[str, Any]:
         try:

@@ -20,6 +20,8 @@ ZH_CN = {
     "accounts.col.usage": "使用率(%)",
     "accounts.col.store": "当前门店",
     "accounts.col.synced": "客户数同步时间",
+    "accounts.col.count_age": "客户数时效",
+    "accounts.stale_summary": "{accounts} 个账号中有 {stale} 个的客户数已超过两个同步周期未更新（标有「过旧」，含从未同步的），请查看同步问题或调度进程。",
     "accounts.col.sync_error": "同步问题",
     "accounts.pick_to_edit": "在表格左侧勾选一个账号，即可修改容量上限和状态。",
     "accounts.edit_title": "修改账号 {userid} {name}",

@@ -38,6 +38,9 @@ ZH_CN = {
     "binding_import.commit": "提交绑定",
     "binding_import.nothing_to_commit": "所有行都与现有绑定一致，无需提交。",
     "binding_import.committed": "已提交：新增 {new} 个、换号 {changed} 个、未变 {unchanged} 个绑定，新建 {accounts} 个企微账号。新绑定待总部审核，暂不显示。",
+    "binding_import.run_finished": "分 {steps} 步写入，于 {at} 全部完成（导入记录 #{id}）。",
+    "binding_import.run_continues": "导入中：本次导入已开始写入（{done}/{total} 步），正由后台继续完成，"
+                                    "完成后可在导入记录中查看。",
     "binding_import.already_imported": "该文件已于 {at} 由 {user} 导入（导入记录 #{id}），与现有绑定一致，不会重复写入。",
     "binding_import.already_imported_again": "该文件曾于 {at} 由 {user} 导入（导入记录 #{id}）；此后绑定已有变化，提交后将按表再次写入。",
     "binding_import.has_errors": "表中有 {count} 行错误，未写入任何数据。",

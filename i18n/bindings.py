@@ -33,6 +33,8 @@ ZH_CN = {
     "bindings.col.customer_count": "客户数",
     "bindings.col.capacity_limit": "容量上限",
     "bindings.col.usage": "使用率(%)",
+    "bindings.col.count_age": "客户数时效",
+    "bindings.row_count": "企微账号 {userid}：客户数 {count}/{limit}（{pct}%），客户数时效：{age}",
     "bindings.col.flag": "入口开关",
     "bindings.col.review": "审核",
     "bindings.col.reviewed": "审核人及时间",

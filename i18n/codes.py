@@ -3,6 +3,7 @@
 ZH_CN = {
     "codes.alert.stale": "【门店活码未切换】{store}（CRM门店ID {crm_store_id}）的二维码仍在把客户送到 {old}，"
                          "而门店当前账号是 {new}：企业微信拒绝更新（{reason}）。系统会每分钟重试，请尽快处理。",
+    "codes.incident.stale": "二维码仍把客户送到 {old}，门店当前账号是 {new}：企业微信拒绝更新（{reason}），每分钟重试。",
     "codes.settings.title": "门店活码",
     "codes.settings.entry_needs_code": "门店活码生成前不在客户端展示入口",
     "codes.settings.entry_needs_code_help": "开启（默认）时，尚未生成门店活码的门店入口不展示（原因：门店活码未生成），"
@@ -16,6 +17,7 @@ ZH_CN = {
     "codes.detail.pending": "待切换到：{userid}（后台任务将更新同一个二维码）",
     "codes.detail.link": "获客链接",
     "codes.detail.problem": "企业微信上次拒绝：{problem}",
+    "codes.detail.link_problem": "企业微信上次拒绝获客链接：{problem}（后台任务每分钟重试）",
     "codes.detail.deleted": "门店已关闭，活码已删除。",
     "codes.posters.download": "下载门店活码海报（ZIP）",
     "codes.posters.prepare": "生成门店活码海报",

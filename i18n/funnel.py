@@ -33,6 +33,7 @@ ZH_CN = {
     "funnel.ranking.help": "加微点击率 = 点击添加的去重用户 ÷ 浏览引导页的去重用户。只排浏览引导页人数达到门槛的门店，"
                            "人数太少的门店比例没有意义。",
     "funnel.ranking.show": "计算门店排行（逐店统计所选范围，门店多时需要几秒）",
+    "funnel.ranking.counting": "正在逐店统计所选范围的浏览和点击人数，门店多时需要几秒……",
     "funnel.ranking.size": "显示前/后几家",
     "funnel.ranking.min_views": "最少浏览引导页人数",
     "funnel.ranking.top": "加微点击率最高的 {count} 家",

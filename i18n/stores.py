@@ -30,6 +30,10 @@ ZH_CN = {
     "stores.import_done": "导入完成：新增 {created}，更新 {updated}，未变 {unchanged}，新分公司 {branches_created}。",
     "stores.changed_during_import": "导入期间有门店或绑定被他人修改，本次导入未写入任何内容，请重新导入。",
     "stores.import_failed": "文件中有 {count} 行错误，未写入任何数据：",
+    "stores.import_running": "导入中：{user} 于 {since} 开始导入“{file}”，已完成 {done}/{total} 步。"
+                             "导入分批写入、一定会全部完成（中断后由下一次导入或后台任务续完）；完成前不能开始另一次导入。",
+    "stores.import_last": "上次导入：“{file}”（{user}）于 {at} 完成。",
+    "stores.import_last_refused": "上次导入：“{file}”（{user}）因门店在导入期间被修改而未写入任何内容。",
     "stores.import_col.row": "行号",
     "stores.import_col.reason": "原因",
     "stores.row.bad_status": "状态“{value}”无法识别，应为 营业/关闭（open/closed）",

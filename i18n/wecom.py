@@ -17,6 +17,7 @@ ZH_CN = {
     "wecom.reason.no_customer_contact_permission": "该成员没有客户联系权限（84074），请在「客户联系」权限中为其开通后再生成门店活码。",
     "wecom.reason.invalid_parameter": "企业微信认为参数不合法（40058）：{errmsg}",
     "wecom.reason.contact_way_not_found": "企业微信中已找不到这个联系我二维码（41044），可能已在别处删除，将重新生成。",
-    "wecom.reason.contact_way_quota": "企业通过接口生成的联系我二维码已达 50 万上限（84063），请删除不再使用的二维码。",
+    "wecom.reason.contact_way_quota": "企业通过接口生成的联系我二维码已达 50 万上限（41045），请删除不再使用的二维码。",
+    "wecom.reason.contact_way_too_many_members": "联系我二维码的使用成员超过上限 100 人（41041）。",
     "wecom.reason.other": "企业微信返回错误 {errcode}：{errmsg}",
 }

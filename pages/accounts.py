@@ -6,11 +6,14 @@ from base.problems import Problem
 from base.timeutil import format_display
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
+from console.ui.freshness import count_age
+from console.ui.sync_now import sync_now
 from console.ui.text import md
 from console.ui.ticked_rows import TickedTable
 from console.ui.widgets import download_buttons, page_window, pager
 from core import settings_store
 from core.auth.permissions import Capability
+from core.capacity.freshness import chain_freshness, count_freshness
 from core.directory import accounts as account_service
 from core.directory import members as member_service
 from db.models import AccountStatus
@@ -29,17 +32,27 @@ if flash:
     st.success(flash)
 
 
-def account_frame(rows: list[account_service.AccountRow]) -> pd.DataFrame:
-    columns = ["userid", "name", "status", "status_reason", "customer_count", "capacity_limit", "usage", "store",
-               "synced", "sync_error"]
+def account_frame(rows: list[account_service.AccountRow], *, exported: bool = False) -> pd.DataFrame:
+    """The list; each count with its age and stale flag (the export also with the time it was synced)."""
+    columns = ["userid", "name", "status", "status_reason", "customer_count", "capacity_limit", "usage", "count_age",
+               *(["synced"] if exported else []), "store", "sync_error"]
+    with db() as session:
+        fresh = count_freshness(session=session, actor=actor, account_ids=[r.account_id for r in rows])
     return pd.DataFrame([{
         "userid": r.userid, "name": r.name, "status": t(f"account_status.{r.status}"),
         "status_reason": error_text(Problem.decode(r.status_reason)) if r.status_reason else "",
         "customer_count": r.customer_count, "capacity_limit": r.capacity_limit, "usage": round(r.usage * 100, 1),
+        "count_age": count_age(fresh.get(r.account_id)), "synced": format_display(r.count_synced_at),
         "store": f"{r.crm_store_id} {r.store_name}" if r.crm_store_id else "",
-        "synced": format_display(r.count_synced_at),
         "sync_error": error_text(Problem.decode(r.sync_error)) if r.sync_error else "",
     } for r in rows], columns=columns).rename(columns={c: t(f"accounts.col.{c}") for c in columns})
+
+
+with db() as session:
+    counts = chain_freshness(session=session, actor=actor)
+if counts.stale:
+    st.warning(t("accounts.stale_summary", stale=f"{counts.stale:,}", accounts=f"{counts.accounts:,}"))
+sync_now(actor, "accounts_sync_now")
 
 
 cols = st.columns([2, 1, 1, 1])
@@ -71,8 +84,12 @@ if moved:
     st.warning(md("accounts.selection_changed", account=moved[0].userid))
 if not rows:
     st.caption(t("common.no_rows"))
+# Widths that keep every column on a 1440 px screen; a cut-off text shows in full when its cell is opened.
+ACCOUNT_COLUMNS = {"userid": 100, "name": 120, "status": 50, "status_reason": 80, "customer_count": 64,
+                   "capacity_limit": 70, "usage": 70, "count_age": 140, "store": 140, "sync_error": 100}
 table.render(account_frame(rows), rows, selectable=can_edit, hide_index=True, width="stretch",
-             selection_mode="single-row")
+             selection_mode="single-row", column_config={
+                 t(f"accounts.col.{c}"): st.column_config.Column(width=width) for c, width in ACCOUNT_COLUMNS.items()})
 pager(total, "accounts")
 
 
@@ -142,7 +159,7 @@ if can_edit:
 if total and st.toggle(t("accounts.export"), key="accounts_export"):
     with db() as session:
         all_rows, _ = account_service.search_accounts(session=session, actor=actor, filters=filters, limit=total)
-    download_buttons(account_frame(all_rows), t("accounts.title"), [
+    download_buttons(account_frame(all_rows, exported=True), t("accounts.title"), [
         (t("accounts.filter.status"), status_options[status]), (t("accounts.filter.bound"), bound_options[bound]),
         (t("accounts.filter.usage"), usage_options[usage]),
         *([(t("common.export.search"), search.strip())] if search.strip() else [])], "accounts_dl")

@@ -24,6 +24,47 @@ with db() as session:
     channel_rows = channel_service.list_channels(session=session, actor=actor)
     branches = visible_branches(session=session, actor=actor)
 
+CONFLICT_KEY = "alert_settings_conflict"
+# Each setting by its label on this page, to say what someone else changed.
+LABELS = {"capacity.warn_pct": "alert_settings.warn_pct", "capacity.critical_pct": "alert_settings.critical_pct",
+          "capacity.full_pct": "alert_settings.full_pct", "capacity.hysteresis_pct": "alert_settings.hysteresis_pct",
+          "capacity.repeat_hours": "alert_settings.repeat_hours", "capacity.switch_pct": "alert_settings.switch_pct",
+          "wecom.calls_per_minute": "alert_settings.calls_per_minute",
+          "capacity.default_limit": "alert_settings.default_limit",
+          alert_settings.WATCH_BAND: "alert_settings.watch_band_pct",
+          alert_settings.WATCH_GROWTH: "alert_settings.watch_growth_pct"}
+
+
+def opened_with(form: str, keys: list[str], widgets: list[str]) -> dict:
+    """The values the form's widgets were filled with, which its save is checked against;
+    read again whenever the widgets are made afresh (first visit, after a conflict)."""
+    seen_key = f"alert_settings_seen_{form}"
+    if seen_key not in st.session_state or any(widget not in st.session_state for widget in widgets):
+        st.session_state[seen_key] = {key: values[key] for key in keys}
+    conflict = st.session_state.get(CONFLICT_KEY)
+    if conflict and conflict[0] == form:
+        st.error(st.session_state.pop(CONFLICT_KEY)[1])
+    return st.session_state[seen_key]
+
+
+def save_form(form: str, widgets: list[str], save, saved: dict) -> None:
+    """Run the form's save; when someone else saved these settings meanwhile, say what
+    they changed and fill the form with the values now in force."""
+    with showing_errors():
+        try:
+            with db() as session:
+                save(session)
+        except alert_settings.SettingsChanged as exc:
+            changes = "；".join(t("alert_settings.change", setting=t(LABELS.get(key, key)), before=before,
+                                 after=after) for key, (before, after) in exc.changed.items())
+            st.session_state[CONFLICT_KEY] = (form, t("alert_settings.conflict", changes=changes))
+            for key in [f"alert_settings_seen_{form}", *widgets]:
+                st.session_state.pop(key, None)
+            st.rerun()
+        st.session_state[f"alert_settings_seen_{form}"] = saved
+        st.success(t("common.saved"))
+
+
 chain_wide = actor.branch_scope is None
 if not chain_wide:
     # Thresholds, template and defaults apply to every branch: an HQ role without a branch scope sets them.
@@ -31,8 +72,14 @@ if not chain_wide:
     st.caption(t("alert_settings.current_values", warn=values["capacity.warn_pct"],
                  critical=values["capacity.critical_pct"], full=values["capacity.full_pct"],
                  hysteresis=values["capacity.hysteresis_pct"], repeat=values["capacity.repeat_hours"]))
+    st.caption(t("alert_settings.watch_current", band=values[alert_settings.WATCH_BAND],
+                 growth=values[alert_settings.WATCH_GROWTH]))
 else:
     st.subheader(t("alert_settings.thresholds"))
+    threshold_keys = ["capacity.warn_pct", "capacity.critical_pct", "capacity.full_pct", "capacity.hysteresis_pct",
+                      "capacity.repeat_hours"]
+    threshold_widgets = ["th_warn", "th_critical", "th_full", "th_hysteresis", "th_repeat"]
+    seen = opened_with("thresholds", threshold_keys, threshold_widgets)
     with st.form("alert_thresholds"):
         cols = st.columns(5)
         warn = cols[0].number_input(t("alert_settings.warn_pct"), 1, 100, int(values["capacity.warn_pct"]),
@@ -47,23 +94,41 @@ else:
         repeat = cols[4].number_input(t("alert_settings.repeat_hours"), 1, 720, int(values["capacity.repeat_hours"]),
                                       key="th_repeat")
         if st.form_submit_button(t("alert_settings.save_thresholds")):
-            with showing_errors():
-                with db() as session:
-                    alert_settings.save_thresholds(session=session, actor=actor, warn=warn, critical=critical,
-                                                   full=full, hysteresis=hysteresis, repeat_hours=repeat)
-                st.success(t("common.saved"))
+            save_form("thresholds", threshold_widgets, lambda session: alert_settings.save_thresholds(
+                session=session, actor=actor, warn=warn, critical=critical, full=full, hysteresis=hysteresis,
+                repeat_hours=repeat, seen=seen), dict(zip(threshold_keys, (warn, critical, full, hysteresis, repeat),
+                                                          strict=True)))
 
     st.subheader(t("alert_settings.switch"))
+    seen = opened_with("switch", ["capacity.switch_pct"], ["switch_pct"])
     with st.form("alert_switch"):
         switch_pct = st.number_input(t("alert_settings.switch_pct"), 0, 100, int(values["capacity.switch_pct"]),
                                      key="switch_pct", help=t("alert_settings.switch_help"))
         if st.form_submit_button(t("alert_settings.save_switch")):
-            with showing_errors():
-                with db() as session:
-                    settings_store.save(session=session, actor=actor, key="capacity.switch_pct", value=switch_pct)
-                st.success(t("common.saved"))
+            save_form("switch", ["switch_pct"], lambda session: alert_settings.save_checked(
+                session=session, actor=actor, values={"capacity.switch_pct": switch_pct}, seen=seen),
+                {"capacity.switch_pct": switch_pct})
+
+    st.subheader(t("alert_settings.watch"))
+    st.caption(t("alert_settings.watch_caption"))
+    watch_widgets = ["watch_band", "watch_growth"]
+    seen = opened_with("watch", [alert_settings.WATCH_BAND, alert_settings.WATCH_GROWTH], watch_widgets)
+    with st.form("alert_watch"):
+        cols = st.columns(2)
+        # No bounds on the widgets: the save says in words what the range is.
+        band = cols[0].number_input(t("alert_settings.watch_band_pct"), value=int(values[alert_settings.WATCH_BAND]),
+                                    step=1, key="watch_band", help=t("alert_settings.watch_band_help"))
+        growth = cols[1].number_input(t("alert_settings.watch_growth_pct"),
+                                      value=int(values[alert_settings.WATCH_GROWTH]), step=1, key="watch_growth",
+                                      help=t("alert_settings.watch_growth_help"))
+        if st.form_submit_button(t("alert_settings.save_watch")):
+            save_form("watch", watch_widgets, lambda session: alert_settings.save_watch(
+                session=session, actor=actor, band=band, growth=growth, seen=seen),
+                {alert_settings.WATCH_BAND: band, alert_settings.WATCH_GROWTH: growth})
 
     st.subheader(t("alert_settings.sync"))
+    seen = opened_with("sync", ["wecom.calls_per_minute", "capacity.default_limit"],
+                       ["sync_calls", "sync_default_limit"])
     with st.form("alert_sync"):
         cols = st.columns(2)
         calls = cols[0].number_input(t("alert_settings.calls_per_minute"), 1, 10_000,
@@ -72,12 +137,9 @@ else:
         default_limit = cols[1].number_input(t("alert_settings.default_limit"), 1, 1_000_000,
                                              int(values["capacity.default_limit"]), key="sync_default_limit")
         if st.form_submit_button(t("alert_settings.save_sync")):
-            with showing_errors():
-                with db() as session:
-                    settings_store.save(session=session, actor=actor, key="wecom.calls_per_minute", value=calls)
-                    settings_store.save(session=session, actor=actor, key="capacity.default_limit",
-                                        value=default_limit)
-                st.success(t("common.saved"))
+            wanted = {"wecom.calls_per_minute": calls, "capacity.default_limit": default_limit}
+            save_form("sync", ["sync_calls", "sync_default_limit"], lambda session: alert_settings.save_checked(
+                session=session, actor=actor, values=wanted, seen=seen), wanted)
 
     st.subheader(t("alert_settings.template"))
     st.caption(t("alert_settings.template_help", placeholders="、".join("{" + p + "}" for p in PLACEHOLDERS)))

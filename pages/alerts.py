@@ -21,12 +21,19 @@ from i18n import error_text, t
 actor = page_actor(Capability.manage_alerts)
 st.title(t("alerts.title"))
 
-status = st.segmented_control(t("alerts.status_filter"), ["open", "unacknowledged", "all"], default="open",
-                              key="alerts_status", help=t("alerts.status_help"),
-                              format_func=lambda s: t(f"alerts.status.{s}")) or "open"
+status_column, kind_column = st.columns(2)
+with status_column:
+    status = st.segmented_control(t("alerts.status_filter"), ["open", "unacknowledged", "all"], default="open",
+                                  key="alerts_status", help=t("alerts.status_help"),
+                                  format_func=lambda s: t(f"alerts.status.{s}")) or "open"
+with kind_column:
+    kind = st.segmented_control(t("alerts.kind_filter"), ["all", *alert_log.KINDS], default="all",
+                                key="alerts_kind", help=t("alerts.kind_help"),
+                                format_func=lambda k: t(f"alerts.kind.{k}")) or "all"
 offset, limit = page_window("alerts_list")
 with db() as session:
-    rows, total = alert_log.list_alerts(session=session, actor=actor, status=status, offset=offset, limit=limit)
+    rows, total = alert_log.list_alerts(session=session, actor=actor, status=status,
+                                        kind=None if kind == "all" else kind, offset=offset, limit=limit)
     without_channel = alert_log.open_without_channel(session=session, actor=actor)
 if without_channel:
     st.warning(t("alerts.no_channel_warning", count=without_channel))
@@ -51,21 +58,56 @@ def notified_text(row) -> str:
     return "，".join(parts)
 
 
+# Levels that are events, not a percentage crossed.
+WITHOUT_PCT = {AlertLevel.member_left, AlertLevel.code_stale, AlertLevel.links_quota_low}
+
+
+# Widths (px) that keep every column of the list in view at 1440 px; a long cell
+# is cut short and shown whole when the operator widens or hovers it.
+ALERT_COLUMNS = {t(f"alerts.col.{name}"): st.column_config.Column(width=width) for name, width in (
+    ("id", 40), ("opened", 118), ("level", 115), ("account", 180), ("name", 85), ("branch", 95), ("usage", 80),
+    ("state", 62), ("notified", 125), ("acknowledged", 72))}
+
+
+def store_text(row) -> str:
+    return f"{row.store_name}（{row.crm_store_id}）" if row.crm_store_id else ""
+
+
+def usage_text(row) -> str:
+    """The count then (an incident has none)."""
+    if row.alert.customer_count is None or row.alert.capacity_limit is None:
+        return ""
+    return f"{row.alert.customer_count:,}/{row.alert.capacity_limit:,}"
+
+
+def branch_text(row) -> str:
+    if row.branch_name:
+        return row.branch_name
+    return t("alerts.chain") if row.alert.account_id is None and row.alert.store_id is None else ""
+
+
 if rows:
     st.dataframe(pd.DataFrame([{
         t("alerts.col.id"): r.alert.id,
         t("alerts.col.opened"): format_display(r.alert.opened_at),
-        t("alerts.col.level"): t(f"capacity.level.{r.alert.level}") if r.alert.level == AlertLevel.member_left
+        t("alerts.col.level"): t(f"capacity.level.{r.alert.level}") if r.alert.level in WITHOUT_PCT
         else f"{t(f'capacity.level.{r.alert.level}')} {r.alert.level_pct}%",
-        t("alerts.col.account"): r.userid, t("alerts.col.name"): r.account_name,
-        t("alerts.col.branch"): r.branch_name or "",
-        t("alerts.col.usage"): f"{r.alert.customer_count:,}/{r.alert.capacity_limit:,}",
+        # An incident names its store where a capacity alert names its account.
+        t("alerts.col.account"): r.userid or store_text(r), t("alerts.col.name"): r.account_name or "",
+        t("alerts.col.branch"): branch_text(r),
+        t("alerts.col.usage"): usage_text(r),
         t("alerts.col.state"): t("alerts.state.open") if r.alert.closed_at is None else
         t("alerts.state.closed", at=format_display(r.alert.closed_at)),
         t("alerts.col.notified"): notified_text(r),
         t("alerts.col.acknowledged"): t("alerts.ack.none") if r.alert.acknowledged_at is None else
         t("alerts.ack.by", at=format_display(r.alert.acknowledged_at)),
-    } for r in rows]), hide_index=True, width="stretch")
+    } for r in rows]), hide_index=True, width="stretch", column_config=ALERT_COLUMNS)
+    # An incident's account of what happened is a sentence: below the table, in full.
+    incidents = [r for r in rows if r.alert.detail]
+    if incidents:
+        st.markdown(f"**{t('alerts.col.detail')}**")
+        st.markdown("\n".join(md("alerts.detail_line", id=r.alert.id, level=t(f"capacity.level.{r.alert.level}"),
+                                   subject=store_text(r) or branch_text(r), detail=r.detail) for r in incidents))
 else:
     st.caption(t("common.no_rows"))
 pager(total, "alerts_list")
@@ -74,7 +116,7 @@ unacknowledged = {r.alert.id: r for r in rows if r.alert.acknowledged_at is None
 with st.form("alerts_ack"):
     chosen = st.multiselect(t("alerts.ack_select"), list(unacknowledged), key="alerts_ack_ids",
                             placeholder=t("alerts.choose"), select_all=False,
-                            format_func=lambda a: f"#{a} {unacknowledged[a].userid} "
+                            format_func=lambda a: f"#{a} {unacknowledged[a].userid or store_text(unacknowledged[a])} "
                                                   f"{t(f'capacity.level.{unacknowledged[a].alert.level}')}")
     if st.form_submit_button(t("alerts.ack_button")):
         with showing_errors():

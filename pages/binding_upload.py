@@ -15,10 +15,23 @@ from core.bindings.imports.flow import NextStep, next_step
 from core.directory import stores as store_service
 from core.directory.known_members import CheckState
 from core.exports import file_name
+from core.import_runs import runs as import_runs
 from i18n import error_text, t
 
 XLSX_MIME = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 STATUSES = ["new", "changed", "unchanged", "error"]
+
+
+def _run_note(result: commit.CommitResult) -> str:
+    """When the import run finished, or that another process is finishing it (SQLite)."""
+    run = result.run
+    if run is None:
+        return ""
+    if run.state == "done" and run.finished_at is not None:
+        return t("binding_import.run_finished", steps=run.steps_total, at=format_display(run.finished_at),
+                 id=result.import_id)
+    return t("binding_import.run_continues", done=run.steps_done, total=run.steps_total)
+
 
 actor = page_actor(Capability.upload_bindings)
 st.title(t("binding_import.upload_title"))
@@ -27,6 +40,16 @@ st.caption(t("binding_import.intro"))
 flash = st.session_state.pop("bi_flash", None)
 if flash:
     st.success(flash)
+run_note = st.session_state.pop("bi_run_note", None)
+if run_note:
+    st.caption(run_note)
+
+with db() as session:
+    running = import_runs.latest_run(session=session, actor=actor)
+if running is not None and running.active:
+    # A sheet committed now would be refused: say so before the operator prepares one.
+    st.warning(t("import_runs.running", user=running.actor_name, since=format_display(running.started_at),
+                 file=running.filename, done=running.steps_done, total=running.steps_total))
 
 with db() as session:
     branches = store_service.visible_branches(session=session, actor=actor)
@@ -192,6 +215,7 @@ if st.button(t("binding_import.commit"), type="primary", disabled=not confirmed,
         st.session_state["bi_flash"] = t("binding_import.committed", new=result.new_count,
                                          changed=result.changed_count, unchanged=result.unchanged_count,
                                          accounts=result.accounts_created)
+        st.session_state["bi_run_note"] = _run_note(result)
         st.session_state.pop("bi_preview", None)
         st.session_state["bi_nonce"] = nonce + 1
         st.rerun()

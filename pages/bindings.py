@@ -7,6 +7,7 @@ from base.errors import DomainError
 from base.timeutil import format_display
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
+from console.ui.freshness import count_age
 from console.ui.text import md, md_error, plain
 from console.ui.ticked_rows import TickedTable
 from console.ui.widgets import download_buttons, page_window, pager
@@ -14,6 +15,7 @@ from core import settings_store
 from core.auth.permissions import Capability
 from core.bindings import review, standby, store_history
 from core.bindings.entries import ACCOUNT_STANDBY, EntryReason
+from core.capacity.freshness import count_freshness
 from core.codes import posters
 from core.codes.service import code_of_store
 from core.directory import stores as store_service
@@ -59,16 +61,18 @@ def review_column_config() -> dict:
 
 
 def binding_frame(rows: list[review.BindingRow]) -> pd.DataFrame:
-    columns = list(REVIEW_COLUMNS) + ["wecom_name", "standby", "customer_count", "capacity_limit", "reviewed",
-                                      "branch", "store_status"]
+    columns = list(REVIEW_COLUMNS) + ["wecom_name", "standby", "customer_count", "capacity_limit", "count_age",
+                                      "reviewed", "branch", "store_status"]
     with db() as session:
         lists = standby.standby_for_stores(session=session, actor=actor, store_ids=[r.store_id for r in rows])
+        fresh = count_freshness(session=session, actor=actor, account_ids=[r.account_id for r in rows])
     return pd.DataFrame([{
         "crm_store_id": r.crm_store_id, "store_name": r.store_name, "branch": r.branch_name,
         "store_status": t(f"store_status.{r.store_status}"), "wecom_userid": r.wecom_userid,
         "wecom_name": r.wecom_name, "standby": "、".join(a.userid for a in lists.get(r.store_id, [])),
         "account_status": t(f"account_status.{r.account_status}"),
         "customer_count": r.customer_count, "capacity_limit": r.capacity_limit, "usage": round(r.usage * 100, 1),
+        "count_age": count_age(fresh.get(r.account_id)),
         "flag": t("stores.entry.shown" if r.shown else "stores.entry.hidden"),
         "review": t("bindings.state.pending") if r.reviewed_at is None else t("bindings.state.reviewed"),
         "reviewed": "" if r.reviewed_at is None else f"{r.reviewed_by or ''} {format_display(r.reviewed_at)}".strip(),
@@ -150,11 +154,13 @@ def standby_tab(row: review.BindingRow) -> None:
     with db() as session:
         listed = standby.store_standby(session=session, actor=actor, store_id=row.store_id)
         warn = settings_store.effective(session=session, key="capacity.warn_pct")
+        fresh = count_freshness(session=session, actor=actor, account_ids=[a.account_id for a in listed])
     if listed:
         st.dataframe(pd.DataFrame([{
             t("standby.col.position"): position, t("standby.col.userid"): a.userid, t("standby.col.name"): a.name,
             t("standby.col.status"): t(f"account_status.{a.status}"),
             t("standby.col.usage"): f"{a.customer_count:,}/{a.capacity_limit:,}（{a.usage_pct:.1f}%）",
+            t("bindings.col.count_age"): count_age(fresh.get(a.account_id)),
             t("standby.col.ready"): t("standby.ready.yes" if a.usage_pct < warn else "standby.ready.no"),
         } for position, a in enumerate(listed, start=1)]), hide_index=True, width="stretch")
     else:
@@ -204,6 +210,8 @@ def code_detail(row: review.BindingRow) -> None:
             *([f"{t('codes.detail.link')}：{plain(code.link_url)}"] if code.link_url else [])]))
     if code is not None and code.problem is not None:
         st.warning(md("codes.detail.problem", problem=error_text(code.problem)))
+    if code is not None and code.link_problem is not None:
+        st.warning(md("codes.detail.link_problem", problem=error_text(code.link_problem)))
 
 
 def switch_history_tab(row: review.BindingRow) -> None:
@@ -292,6 +300,10 @@ if len(selected) == 1:
     row = selected[0]
     ref = row.binding_id
     st.subheader(md("bindings.row_title", store=row.crm_store_id, name=row.store_name))
+    with db() as session:
+        row_fresh = count_freshness(session=session, actor=actor, account_ids=[row.account_id]).get(row.account_id)
+    st.caption(md("bindings.row_count", userid=row.wecom_userid, count=f"{row.customer_count:,}",
+                  limit=f"{row.capacity_limit:,}", pct=f"{row.usage * 100:.1f}", age=count_age(row_fresh)))
     code_detail(row)
     tabs = st.tabs([t("bindings.tab.history"), t("standby.title"), t("standby.history"),
                     *([t("bindings.tab.replace"), t("bindings.tab.unbind")] if can_act else [])])
@@ -319,12 +331,14 @@ if len(selected) == 1:
                 candidates, candidate_total = store_history.replacement_candidates(session=session, actor=actor,
                                                                             search=wanted_account,
                                                                             store_id=row.store_id)
+                candidate_fresh = count_freshness(session=session, actor=actor,
+                                                  account_ids=[a.id for a in candidates if a.id is not None])
             if candidate_total > len(candidates):
                 st.caption(t("bindings.replace.candidates_cut", total=candidate_total, listed=len(candidates)))
             options = {"": t("bindings.replace.new_userid"), **{
                 a.userid: t("bindings.replace.candidate", userid=a.userid, name=a.name,
                             status=t(f"account_status.{a.status}"), count=a.customer_count, limit=a.capacity_limit)
-                for a in candidates}}
+                + f" · {count_age(candidate_fresh.get(a.id or 0))}" for a in candidates}}
             with st.form(f"review_replace_{ref}", clear_on_submit=True):
                 picked = st.selectbox(t("bindings.replace.pick"), list(options), format_func=options.get,
                                       key=f"review_replace_pick_{ref}")

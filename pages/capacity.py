@@ -7,13 +7,13 @@ from base.timeutil import format_display, to_display
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
 from console.ui.records import figures_text, job_name
+from console.ui.sync_now import sync_now
 from console.ui.text import md
 from console.ui.widgets import download_buttons, page_window, pager, table
 from core.auth.permissions import Capability
 from core.bindings import standby
 from core.capacity import usage as usage_service
 from core.capacity.evaluate import thresholds
-from core.capacity.jobs import SYNC_JOB
 from core.capacity.watch import watch_rules
 from core.directory.jobs import SYNC_MEMBERS_JOB
 from core.scheduling import jobs, lease
@@ -41,22 +41,31 @@ sort = middle.selectbox(t("capacity.sort"), ["risk", "days_to_full", "growth"], 
                         format_func=lambda key: t(f"capacity.sort.{key}"))
 only_over = right.checkbox(t("capacity.only_over"), key="capacity_only_over")
 
+filters = usage_service.UsageFilter(branch_id=branch_id, at_least_pct=levels.warn if only_over else None,
+                                    sort=sort)
+offset, limit = page_window("capacity_list")
+# The trend's choice lists the first accounts of the list; the gauges and, usually, the shown page are among them.
+TREND_CHOICES = 500
 with showing_errors(stop=True), db() as session:
-    rows = usage_service.account_usage(session=session, actor=actor, branch_id=branch_id)
+    summary = usage_service.usage_summary(session=session, actor=actor, branch_id=branch_id,
+                                          levels=(levels.warn, levels.critical, levels.full))
+    first = usage_service.account_usage(session=session, actor=actor, filters=filters, limit=TREND_CHOICES)
+    shown = first[offset:offset + limit] if offset + limit <= len(first) or len(first) < TREND_CHOICES else \
+        usage_service.account_usage(session=session, actor=actor, filters=filters, offset=offset, limit=limit)
+    total = summary.accounts if not only_over else summary.at_levels[levels.warn]
+    ready = standby.switch_ready(session=session, actor=actor, account_ids=[r.account_id for r in shown])
 
 metrics = st.columns(5)
-metrics[0].metric(t("capacity.metric.accounts"), f"{len(rows):,}")
-metrics[1].metric(t("capacity.metric.warn", pct=levels.warn), f"{sum(r.pct >= levels.warn for r in rows):,}")
-metrics[2].metric(t("capacity.metric.critical", pct=levels.critical),
-                  f"{sum(r.pct >= levels.critical for r in rows):,}")
-metrics[3].metric(t("capacity.metric.full"), f"{sum(r.pct >= levels.full for r in rows):,}")
-metrics[4].metric(t("capacity.metric.sync_errors"), f"{sum(bool(r.sync_error) for r in rows):,}")
+metrics[0].metric(t("capacity.metric.accounts"), f"{summary.accounts:,}")
+metrics[1].metric(t("capacity.metric.warn", pct=levels.warn), f"{summary.at_levels[levels.warn]:,}")
+metrics[2].metric(t("capacity.metric.critical", pct=levels.critical), f"{summary.at_levels[levels.critical]:,}")
+metrics[3].metric(t("capacity.metric.full"), f"{summary.at_levels[levels.full]:,}")
+metrics[4].metric(t("capacity.metric.sync_errors"), f"{summary.sync_errors:,}")
 cold_minutes = max(1, round(watching.cold_interval / 60))
-st.caption(t("capacity.watch.summary", hot=f"{sum(r.watched for r in rows):,}", band=watching.band,
+st.caption(t("capacity.watch.summary", hot=f"{summary.watched:,}", band=watching.band,
              growth=watching.fast_growth, minutes=cold_minutes))
-stale = sum(r.stale for r in rows)
-if stale:
-    st.warning(t("capacity.watch.stale_summary", count=f"{stale:,}"))
+if summary.stale:
+    st.warning(t("capacity.watch.stale_summary", count=f"{summary.stale:,}"))
 
 
 def count_age(row: usage_service.AccountUsage) -> str:
@@ -78,19 +87,36 @@ def count_age(row: usage_service.AccountUsage) -> str:
     return t("capacity.age.watched", age=age) if row.watched else age
 
 
-if only_over:
-    rows = [r for r in rows if r.pct >= levels.warn]
-if sort == "days_to_full":
-    rows.sort(key=lambda r: (r.days_to_full if r.days_to_full is not None else float("inf"), -r.pct))
-elif sort == "growth":
-    rows.sort(key=lambda r: (-(r.growth_per_day or 0), -r.pct))
+def usage_frame(rows: list[usage_service.AccountUsage], ready: dict[int, bool]) -> pd.DataFrame:
+    return pd.DataFrame([{
+        t("capacity.col.userid"): r.userid, t("capacity.col.name"): r.name,
+        t("capacity.col.branch"): r.branch_name or "", t("capacity.col.store"): r.store_name or "",
+        t("capacity.col.serving"): t("common.yes") if r.serving else t("common.no"),
+        t("capacity.col.standby"): "" if r.account_id not in ready else
+        t("standby.switch_ready" if ready[r.account_id] else "standby.no_standby"),
+        t("capacity.col.count"): r.customer_count, t("capacity.col.count_age"): count_age(r),
+        t("capacity.col.limit"): r.capacity_limit,
+        t("capacity.col.usage"): round(r.pct, 1),
+        t("capacity.col.growth"): None if r.growth_per_day is None else round(r.growth_per_day, 1),
+        t("capacity.col.days_to_full"): None if r.days_to_full is None else round(r.days_to_full, 1),
+        t("capacity.col.sync_error"): error_text(Problem.decode(r.sync_error)) if r.sync_error else "",
+    } for r in rows])
 
-if not rows:
+
+def whole_list() -> pd.DataFrame:
+    """Every account of the filter, for a download: read when the button is clicked."""
+    with db() as session:
+        rows = usage_service.account_usage(session=session, actor=actor, filters=filters)
+        return usage_frame(rows, standby.switch_ready(session=session, actor=actor,
+                                                      account_ids=[r.account_id for r in rows]))
+
+
+if not first:
     st.info(t("capacity.no_accounts"))
 else:
     st.subheader(t("capacity.gauges"))
     columns = st.columns(2)
-    for number, row in enumerate(rows[:12]):
+    for number, row in enumerate(first[:12]):
         with columns[number % 2]:
             st.progress(min(row.pct / 100, 1.0), text=md(
                 "capacity.gauge_label", name=row.name or row.userid, userid=row.userid,
@@ -105,32 +131,16 @@ else:
                              days=f"{row.days_to_full:.1f}"))
 
     st.subheader(t("capacity.risk_list"))
-    with db() as session:
-        ready = standby.switch_ready(session=session, actor=actor, account_ids=[r.account_id for r in rows])
-    frame = pd.DataFrame([{
-        t("capacity.col.userid"): r.userid, t("capacity.col.name"): r.name,
-        t("capacity.col.branch"): r.branch_name or "", t("capacity.col.store"): r.store_name or "",
-        t("capacity.col.serving"): t("common.yes") if r.serving else t("common.no"),
-        t("capacity.col.standby"): "" if r.account_id not in ready else
-        t("standby.switch_ready" if ready[r.account_id] else "standby.no_standby"),
-        t("capacity.col.count"): r.customer_count, t("capacity.col.count_age"): count_age(r),
-        t("capacity.col.limit"): r.capacity_limit,
-        t("capacity.col.usage"): round(r.pct, 1),
-        t("capacity.col.growth"): None if r.growth_per_day is None else round(r.growth_per_day, 1),
-        t("capacity.col.days_to_full"): None if r.days_to_full is None else round(r.days_to_full, 1),
-        t("capacity.col.sync_error"): error_text(Problem.decode(r.sync_error)) if r.sync_error else "",
-    } for r in rows])
-    offset, limit = page_window("capacity_list")
-    table(frame.iloc[offset:offset + limit], column_config={
+    table(usage_frame(shown, ready), column_config={
         t("capacity.col.usage"): st.column_config.ProgressColumn(format="%.1f%%", min_value=0, max_value=100)})
-    pager(len(frame), "capacity_list")
-    download_buttons(frame, t("capacity.title"), [
+    pager(total, "capacity_list")
+    download_buttons(whole_list, t("capacity.title"), [
         (t("capacity.branch_filter"), branch_names.get(branch_id, t("common.all"))),
         *([(t("capacity.only_over"), t("common.yes"))] if only_over else [])], "capacity_download")
 
     st.subheader(t("capacity.trend"))
-    by_id = {r.account_id: r for r in rows}
-    chosen = st.selectbox(t("capacity.trend_account"), list(by_id)[:500], key="capacity_trend_account",
+    by_id = {r.account_id: r for r in first}
+    chosen = st.selectbox(t("capacity.trend_account"), list(by_id), key="capacity_trend_account",
                           format_func=lambda a: f"{by_id[a].userid} · {by_id[a].name} · {by_id[a].pct:.1f}%")
     with showing_errors():
         with db() as session:
@@ -173,16 +183,15 @@ with db() as session:
     pending = jobs.pending_request_ids(session=session)
 st.caption(t("capacity.jobs.heartbeat_missing") if age is None else
            t("capacity.jobs.heartbeat", age=t("capacity.jobs.heartbeat_age", seconds=int(age))))
+sync_now(actor, "capacity_sync_now")
 if actor.can(Capability.manage_alerts):
-    for job_id, label, key in [(SYNC_JOB, t("capacity.sync_now"), "capacity_sync_now"),
-                               (SYNC_MEMBERS_JOB, t("job.directory.sync_members"), "capacity_sync_members")]:
-        if job_id in pending:
-            st.caption(t("capacity.sync_pending"))
-        elif st.button(label, key=key):
-            with showing_errors():
-                with db() as session:
-                    jobs.request_run(session=session, actor=actor, job_id=job_id)
-                st.success(t("capacity.sync_queued"))
+    if SYNC_MEMBERS_JOB in pending:
+        st.caption(t("capacity.sync_pending"))
+    elif st.button(t("job.directory.sync_members"), key="capacity_sync_members"):
+        with showing_errors():
+            with db() as session:
+                jobs.request_run(session=session, actor=actor, job_id=SYNC_MEMBERS_JOB)
+            st.success(t("capacity.sync_queued"))
 
 
 def runs_frame(runs) -> pd.DataFrame:

@@ -1,3 +1,4 @@
+import time
 from datetime import datetime, timedelta
 
 import altair as alt
@@ -19,6 +20,7 @@ actor = page_actor(Capability.view_metrics)
 st.title(t("funnel.title"))
 
 STEPS = list(intake.FUNNEL_STEPS)
+RANKING_KEPT_SECONDS = 300
 RATES = (("binding_rate", "funnel.kpi.binding_rate"), ("entry_ctr", "funnel.kpi.entry_ctr"),
          ("add_click_rate", "funnel.kpi.add_click_rate"), ("add_rate", "funnel.kpi.add_rate"))
 
@@ -179,11 +181,13 @@ def downloads(frame: pd.DataFrame, title_key: str, shown: queries.MetricsFilter,
     name = file_name(t("funnel.title"), title, t("funnel.export.range_name", start=shown.start.isoformat(),
                                                   end=shown.end.isoformat()), *chosen)
     xlsx_column, csv_column = st.columns(2)
+    # Made when clicked, not on every rerun: a workbook of a branch's stores takes a noticeable while.
     xlsx_column.download_button(t("common.download_xlsx"),
-                                to_xlsx_bytes(frame, title, header=header, header_sheet=t("funnel.export.filters")),
+                                lambda: to_xlsx_bytes(frame, title, header=header,
+                                                      header_sheet=t("funnel.export.filters")),
                                 file_name=f"{name}.xlsx", key=f"{key}_xlsx", on_click="ignore",
                                 mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet")
-    csv_column.download_button(t("common.download_csv"), to_csv_bytes(frame, header=header),
+    csv_column.download_button(t("common.download_csv"), lambda: to_csv_bytes(frame, header=header),
                                file_name=f"{name}.csv", mime="text/csv", key=f"{key}_csv", on_click="ignore")
 
 
@@ -246,9 +250,17 @@ if store_id is None and st.toggle(t("funnel.ranking.show"), key="funnel_rank_sho
                                      key="funnel_rank_size"))
     min_views = int(views_col.number_input(t("funnel.ranking.min_views"), min_value=1, max_value=100_000,
                                            value=20, step=10, key="funnel_rank_min"))
-    with showing_errors(), db() as session:
-        ranking = queries.store_ranking(session=session, actor=actor, filters=filters, size=size,
-                                        min_guide_views=min_views)
+    # Counted again when the filter changes or after a few minutes, not on every rerun of the page.
+    asked = (actor.branch_scope, filters, size, min_views)
+    kept = st.session_state.get("funnel_rank_kept")
+    if kept is None or kept[0] != asked or time.monotonic() - kept[1] > RANKING_KEPT_SECONDS:
+        kept = None
+        with showing_errors(), st.spinner(t("funnel.ranking.counting")), db() as session:
+            kept = (asked, time.monotonic(), queries.store_ranking(session=session, actor=actor, filters=filters,
+                                                                   size=size, min_guide_views=min_views))
+        st.session_state["funnel_rank_kept"] = kept
+    if kept is not None:
+        ranking = kept[2]
         if not ranking.ranked:
             st.caption(t("funnel.ranking.none", minimum=min_views))
         else:

@@ -8,10 +8,17 @@ from console.ui.context import db, page_actor
 from console.ui.widgets import download_buttons, page_window, pager
 from core.auth.permissions import Capability
 from core.bindings.imports import history, read
+from core.import_runs import runs as import_runs
 from i18n import error_text, t
 
 actor = page_actor(Capability.upload_bindings)
 st.title(t("binding_import.history_title"))
+
+with db() as session:
+    running = import_runs.latest_run(session=session, actor=actor)
+if running is not None and running.active:
+    st.warning(t("import_runs.running", user=running.actor_name, since=format_display(running.started_at),
+                 file=running.filename, done=running.steps_done, total=running.steps_total))
 
 offset, limit = page_window("imports", 25)
 with db() as session:

@@ -1,10 +1,13 @@
 import pandas as pd
 import streamlit as st
 
+from base.timeutil import utcnow
 from console.ui.context import db, page_actor
+from console.ui.freshness import age_text
 from console.web.health import STALE_AFTER_SECONDS
 from core import overview as overview_service
 from core.auth.permissions import Capability
+from core.capacity.freshness import chain_freshness
 from core.directory import stores as store_service
 from i18n import t
 
@@ -15,6 +18,7 @@ with db() as session:
     figures = overview_service.overview(session=session, actor=actor)
     branches = store_service.branch_summaries(session=session, actor=actor)
     needs_action = overview_service.needs_action(session=session, actor=actor)
+    counts = chain_freshness(session=session, actor=actor)
 
 
 def percent(value: float | None) -> str:
@@ -36,6 +40,16 @@ row2[3].metric(t("overview.heartbeat"),
                t("overview.heartbeat_missing") if age is None else t("overview.heartbeat_age", seconds=int(age)))
 if age is not None and age > STALE_AFTER_SECONDS:
     st.warning(t("overview.heartbeat_stale", seconds=int(age)))
+# The tile counts by the last synced counts: how old they are, at a glance.
+if counts.oldest is None and counts.accounts:
+    st.warning(t("overview.counts_never", accounts=f"{counts.accounts:,}"))
+elif counts.oldest is not None:
+    freshness_line = t("overview.counts_fresh", accounts=f"{counts.accounts:,}",
+                       oldest=age_text((utcnow() - counts.oldest).total_seconds(), stale=False))
+    if counts.stale:
+        st.warning(freshness_line + t("overview.counts_stale", stale=f"{counts.stale:,}"))
+    else:
+        st.caption(freshness_line)
 
 st.subheader(t("overview.needs_action"))
 if needs_action.items:

@@ -1,11 +1,13 @@
 import pandas as pd
 import streamlit as st
 
+from base.timeutil import format_display
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
 from console.ui.widgets import download_buttons, page_window, pager, table
 from core.auth.permissions import Capability
 from core.directory import stores as store_service
+from core.import_runs import runs as import_runs
 from i18n import t
 
 actor = page_actor(Capability.view_directory)
@@ -69,6 +71,14 @@ with branches_tab:
 if actor.can(Capability.manage_stores):
     with st.expander(t("stores.import")):
         st.caption(t("stores.import_help"))
+        with db() as session:
+            last = import_runs.latest_run(session=session, actor=actor, kind="stores")
+        if last is not None and last.active:
+            st.warning(t("stores.import_running", user=last.actor_name, since=format_display(last.started_at),
+                         file=last.filename, done=last.steps_done, total=last.steps_total))
+        elif last is not None:
+            st.caption(t("stores.import_last" if last.state == "done" else "stores.import_last_refused",
+                         file=last.filename, user=last.actor_name, at=format_display(last.finished_at)))
         # Any file is taken: core names a wrong type in Chinese, Streamlit's own check would not.
         upload = st.file_uploader(t("stores.import"), key="stores_upload")
         if upload is not None and st.button(t("stores.import"), type="primary", key="stores_import"):

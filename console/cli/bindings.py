@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from base.errors import DomainError
+from base.timeutil import format_display
 from core.bindings.imports import commit, judge, read
 from core.bindings.imports.flow import NextStep, next_step
 from core.directory.known_members import CheckState
@@ -97,7 +98,15 @@ def cmd_import_bindings(args) -> int:
         # Warnings were printed above; running the command is the operator's confirmation.
         result = commit.commit(session=session, actor=actor, preview=preview, confirm_warnings=True,
                                confirm_unchecked=args.accept_unchecked)
+    run = result.run
+    if run is not None and run.finished_at is None:
+        print(f"import run #{run.run_id}: {run.steps_done}/{run.steps_total} steps, being finished by another "
+              f"process (导入中); see the import history once done: {figures}")
+        return 0
     print(f"imported batch #{result.import_id}: {figures}")
+    if run is not None and run.finished_at is not None:
+        print(f"import run #{run.run_id}: {run.steps_total} steps, finished "
+              f"{format_display(run.finished_at, '%Y-%m-%d %H:%M:%S')}")
     print(t("binding_import.committed", new=result.new_count, changed=result.changed_count,
             unchanged=result.unchanged_count, accounts=result.accounts_created))
     return 0

@@ -5,7 +5,7 @@ import sys
 from datetime import date, datetime, time
 from pathlib import Path
 
-from base.timeutil import to_storage
+from base.timeutil import format_display, to_storage
 from core.auth import api_keys, users
 from core.auth.passwords import generate_password
 from core.auth.permissions import system_actor
@@ -121,10 +121,17 @@ def cmd_import_stores(args) -> int:
             print(f"row {row_number}: {t(key, **params)}", file=sys.stderr)
         print(f"error: {len(result.errors)} invalid row(s); nothing was written", file=sys.stderr)
         return 1
+    for run_id in result.resumed:
+        print(f"import run #{run_id}, interrupted earlier, was finished first")
     verb = "would import" if args.dry_run else "imported"
     print(f"{verb} {result.rows} rows: {result.created} new, {result.updated} updated, "
           f"{result.unchanged} unchanged, {result.branches_created} new branches, "
           f"{result.closed_bindings} bindings ended by closed stores")
+    if result.run is not None:
+        finished = format_display(result.run.finished_at, "%Y-%m-%d %H:%M:%S") if result.run.finished_at else None
+        print(f"import run #{result.run.run_id}: " + (f"finished {finished}" if finished else
+                                                     f"{result.run.steps_done}/{result.run.steps_total} steps, "
+                                                     "being finished by another process"))
     return 0
 
 

@@ -1,7 +1,7 @@
 """Paging, tables and downloads used across pages."""
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import pandas as pd
 import streamlit as st
@@ -50,22 +50,28 @@ def table(frame: pd.DataFrame, **kwargs) -> None:
         st.dataframe(frame, **kwargs)
 
 
-def download_buttons(frame: pd.DataFrame, title: str, filters: Sequence[tuple[str, str]], key: str) -> None:
+def download_buttons(frame: pd.DataFrame | Callable[[], pd.DataFrame], title: str,
+                     filters: Sequence[tuple[str, str]], key: str) -> None:
     """xlsx and CSV (utf-8-sig, what Excel on Chinese Windows opens) of what is shown, named after
     `title` (the page, and the table where a page has several) and the filters' values, with the
     filters — (label, chosen value) as the page shows them — on the workbook's 筛选条件 sheet.
-    The CSV stays a plain table, so that it opens and re-imports as one."""
+    The CSV stays a plain table, so that it opens and re-imports as one. `frame` may be a function
+    that reads the table: a list too long to read on every rerun is then read only when clicked."""
     exported_at = format_display(utcnow(), "%Y-%m-%d %H:%M")
     # A filter left at 全部 narrows nothing: on the sheet, not in the name.
     name = file_name(title, *(value for _label, value in filters if value != t("common.all")),
                      format_display(utcnow(), "%Y%m%d"))
     header = [(t("common.export.table"), title), *filters, (t("common.export.at"), exported_at)]
+
+    def rows() -> pd.DataFrame:
+        return frame() if callable(frame) else frame
+
     left, right = st.columns(2)
     # The files are made when clicked, not on every rerun: tens of thousands of rows take seconds.
     left.download_button(t("common.download_xlsx"),
-                         lambda: to_xlsx_bytes(frame, title, header=header, header_sheet=t("common.export.filters")),
+                         lambda: to_xlsx_bytes(rows(), title, header=header, header_sheet=t("common.export.filters")),
                          file_name=f"{name}.xlsx",
                          mime="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                          key=f"{key}_xlsx", on_click="ignore")
-    right.download_button(t("common.download_csv"), lambda: to_csv_bytes(frame), file_name=f"{name}.csv",
+    right.download_button(t("common.download_csv"), lambda: to_csv_bytes(rows()), file_name=f"{name}.csv",
                           mime="text/csv", key=f"{key}_csv", on_click="ignore")

@@ -41,7 +41,7 @@ async def _read_body(request: Request) -> bytes | None:
 
 
 def _ingest(events: list, key_name: str) -> intake.IntakeResult:
-    with session_scope() as session:
+    with session_scope(urgent=True) as session:
         return intake.ingest_events(session=session, actor=system_actor(f"api:{key_name}"[:64]), events=events)
 
 

@@ -90,7 +90,7 @@ async def verify_url(request: Request) -> Response:
 
 
 def _record(change: contacts.ContactChange) -> bool:
-    with session_scope() as session:
+    with session_scope(urgent=True) as session:
         return contacts.record_contact_change(session=session, actor=CALLBACK_ACTOR, change=change) is not None
 
 
@@ -105,7 +105,7 @@ def _member_status(message: dict[str, str]) -> int | None:
 
 
 def _act_on_member(userid: str, status: int) -> bool:
-    with session_scope() as session:
+    with session_scope(urgent=True) as session:
         return members.member_changed(session=session, actor=CALLBACK_ACTOR, userid=userid, status=status) is not None
 
 

@@ -116,6 +116,11 @@ def card(level: str | None) -> tuple[str, str]:
         return t("alerts.app.title.member_left"), f"{base}/accounts"
     if level in (AlertLevel.warn, AlertLevel.critical, AlertLevel.full):
         return t(f"alerts.app.title.{level}"), f"{base}/capacity"
+    # A store's code: its row on 绑定审核 says why, and a branch manager may read it there.
+    if level == AlertLevel.code_stale:
+        return t("alerts.app.title.code_stale"), f"{base}/bindings"
+    if level == AlertLevel.links_quota_low:
+        return t("alerts.app.title.links_quota_low"), f"{base}/alerts"
     return t("alerts.app.title.other"), f"{base}/capacity"
 
 

@@ -10,17 +10,26 @@ from sqlmodel import Session, col, select
 from base.errors import ConcurrentEdit, InvalidInput, NotFound
 from base.timeutil import utcnow
 from core import audit
+from core.alerts.incidents import detail_text
 from core.alerts.outbox import RETRY_FOR
 from core.auth.permissions import Actor, Capability, require
-from db.models import Account, AlertChannel, AlertDelivery, Branch, CapacityAlert, DeliveryStatus
+from db.models import Account, AlertChannel, AlertDelivery, Branch, CapacityAlert, DeliveryStatus, Store
+from db.typed import select_columns
+
+# What the alert log can be narrowed to: accounts' capacity (an alert naming an
+# account), or incidents of the stores' contact codes and 获客链接 (naming none).
+KINDS = ("capacity", "codes")
 
 
 @dataclass(frozen=True)
 class AlertRow:
     alert: CapacityAlert
-    userid: str
-    account_name: str
+    # The account of a capacity alert; None for an incident (a store's code, the link quota).
+    userid: str | None
+    account_name: str | None
     branch_name: str | None
+    crm_store_id: str | None = None
+    store_name: str | None = None
     # The alert's messages in the outbox, by status ('sending' counts as pending).
     sent: int = 0
     pending: int = 0
@@ -32,16 +41,27 @@ class AlertRow:
         return self.alert.notified and self.alert.last_notified_at is None and not (
             self.sent or self.pending or self.failed)
 
+    @property
+    def detail(self) -> str:
+        """What an incident is about, in words ('' for a capacity alert)."""
+        return detail_text(self.alert.detail) if self.alert.detail else ""
 
-def list_alerts(*, session: Session, actor: Actor, status: str = "open", offset: int = 0,
+
+def list_alerts(*, session: Session, actor: Actor, status: str = "open", kind: str | None = None, offset: int = 0,
                 limit: int = 50) -> tuple[list[AlertRow], int]:
-    """status: open | unacknowledged | all. Newest first."""
+    """status: open | unacknowledged | all; kind: one of KINDS, or None for both. Newest first."""
     require(actor, Capability.manage_alerts)
-    query = select(CapacityAlert, Account.userid, Account.name, Branch.name).join(
-        Account, col(Account.id) == CapacityAlert.account_id).join(
-        Branch, col(Branch.id) == CapacityAlert.branch_id, isouter=True)
+    query = select_columns(CapacityAlert, Account.userid, Account.name, Branch.name, Store.crm_store_id,
+                           Store.name).join(
+        Account, col(Account.id) == CapacityAlert.account_id, isouter=True).join(
+        Branch, col(Branch.id) == CapacityAlert.branch_id, isouter=True).join(
+        Store, col(Store.id) == CapacityAlert.store_id, isouter=True)
     count = select(func.count()).select_from(CapacityAlert)
     filters: list[ColumnElement[bool]] = []
+    if kind == "capacity":
+        filters.append(col(CapacityAlert.account_id).is_not(None))
+    elif kind == "codes":
+        filters.append(col(CapacityAlert.account_id).is_(None))
     if status == "open":
         filters += [col(CapacityAlert.closed_at).is_(None), col(CapacityAlert.notified).is_(True)]
     elif status == "unacknowledged":
@@ -57,8 +77,8 @@ def list_alerts(*, session: Session, actor: Actor, status: str = "open", offset:
         assert alert.id is not None  # a loaded row has its key
         alert_ids.append(alert.id)
     outbox = _outbox_counts(session, alert_ids)
-    alerts = [AlertRow(alert, userid, name, branch, **outbox.get(alert_id, {}))
-              for alert_id, (alert, userid, name, branch) in zip(alert_ids, rows, strict=True)]
+    alerts = [AlertRow(alert, userid, name, branch, crm, store, **outbox.get(alert_id, {}))
+              for alert_id, (alert, userid, name, branch, crm, store) in zip(alert_ids, rows, strict=True)]
     return alerts, session.exec(count).one()
 
 

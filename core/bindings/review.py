@@ -25,6 +25,7 @@ from core.bindings.entries import BLOCKING_REASONS, current_binding_join, reason
 from core.conflicts import lock_for_write, settled_races
 from core.directory import accounts, known_members
 from core.directory.known_members import NOT_CONFIGURED, MemberCheck
+from core.import_runs import runs
 from db.models import (
     Account,
     AccountStatus,
@@ -298,6 +299,7 @@ def set_shown(*, session: Session, actor: Actor, versions: dict[int, int], shown
     check = _member_check(_load_rows(session, ids, lock=False).values()) if shown else NOT_CONFIGURED
     with settled_races("bindings.changed_during_save"):
         lock_for_write(session)
+        runs.refuse_binding_writes(session)
         loaded = _load_rows(session, ids, lock=True)
         for row in loaded.values():
             require(actor, Capability.review_entries, branch_id=row[7])
@@ -400,6 +402,7 @@ def replace_account(*, session: Session, actor: Actor, binding_id: int, expected
         raise InvalidInput("accounts.bad_userid", userid=userid)
     with settled_races("bindings.taken_meanwhile", account=userid):
         lock_for_write(session)
+        runs.refuse_binding_writes(session)
         new = _replace(session, actor, binding_id, expected_version, userid, name, show_now)
         session.flush()
     return new
@@ -440,6 +443,7 @@ def unbind(*, session: Session, actor: Actor, binding_id: int, expected_version:
     """End the binding as `unbound`; the store's entry hides (no_binding)."""
     with settled_races("bindings.changed_during_save"):
         lock_for_write(session)
+        runs.refuse_binding_writes(session)
         binding = _current_binding(session, actor, binding_id, expected_version)[0]
         return bindings.end_binding(session=session, actor=actor, binding=binding,
                                     reason=BindingEndReason.unbound, expected_version=expected_version)

@@ -26,6 +26,7 @@ from core.bindings import service as bindings
 from core.codes.service import request_code_sync
 from core.conflicts import lock_for_write, settled_races
 from core.directory import accounts
+from core.import_runs import runs
 from db.fastsql import one_of
 from db.models import (
     Account,
@@ -119,6 +120,7 @@ def set_standby(*, session: Session, actor: Actor, store_id: int, expected: list
     cleaned = [userid.strip() for userid in userids if userid.strip()]
     with settled_races("standby.taken_meanwhile"):
         lock_for_write(session)
+        runs.refuse_binding_writes(session)
         store = session.exec(select(Store).where(col(Store.id) == store_id).with_for_update()
                              .execution_options(populate_existing=True)).first()
         if store is None:

@@ -35,6 +35,7 @@ def evaluate(*, session: Session, now: datetime | None = None) -> dict[str, int]
     # Only the capacity levels' episodes: the switch keeps its no_standby episodes itself.
     for alert in session.exec(select(CapacityAlert).where(col(CapacityAlert.closed_at).is_(None),
                                                           col(CapacityAlert.level).in_(LEVELS))).all():
+        assert alert.account_id is not None  # a capacity level always names its account
         open_rows.setdefault(alert.account_id, {})[alert.level] = alert
     # Alerts whose last message is still in the outbox: no repeat on top of it.
     in_outbox = set(session.exec(select(AlertDelivery.alert_id).where(

@@ -11,6 +11,7 @@ from base.config import get_settings
 from base.timeutil import utcnow
 from core import settings_store
 from core.capacity.evaluate import evaluate
+from core.capacity.sweep import SYNC_JOB, running_sweeps
 from core.capacity.switch import switch_accounts
 from core.capacity.sync import purge_snapshots, sync_counts
 from core.capacity.usage import fast_growing
@@ -20,7 +21,6 @@ from core.wecom.client import WeComClient
 
 log = logging.getLogger("capacity")
 
-SYNC_JOB = "capacity.sync_counts"
 KEEP_SNAPSHOTS = timedelta(days=90)
 # The 7-day growth moves slowly and reading it costs an index seek per account: the
 # accounts it makes watched closely are worked out again this often.
@@ -56,7 +56,8 @@ def wecom_client(ctx: JobContext) -> WeComClient | None:
 @register_job(id=SYNC_JOB, interval_seconds=TICK_SECONDS, order=10, requestable=True)
 def sync_job(ctx: JobContext) -> dict:
     """One tick of the risk-first sync (core.capacity.watch): the accounts due now,
-    watched closely first, within the tick's share of the per-minute pace."""
+    watched closely first, then those an operator's 立即同步客户数 waits for
+    (core.capacity.sweep), within the tick's share of the per-minute pace."""
     client = wecom_client(ctx)
     if client is None:
         log.warning("WECOM_CORP_ID / WECOM_SECRET not set: customer counts are not synced")
@@ -65,9 +66,10 @@ def sync_job(ctx: JobContext) -> dict:
         with Session(ctx.engine) as session:
             now = utcnow()
             plan = plan_sync(session=session, rules=watch_rules(session=session),
-                             budget=tick_budget(client.per_minute), growing=growing_fast.get(session, now), now=now)
-        figures = {"watched": plan.watched, "listed_watched": len(plan.hot), "listed_other": len(plan.cold),
-                   "waiting": plan.waiting}
+                             budget=tick_budget(client.per_minute), growing=growing_fast.get(session, now),
+                             requested=running_sweeps(session=session, now=now), now=now)
+        figures = {"watched": plan.watched, "listed_watched": len(plan.hot), "listed_requested": len(plan.requested),
+                   "listed_other": len(plan.cold), "waiting": plan.waiting}
         if not plan.account_ids:
             return figures
         return {**figures, **sync_counts(engine=ctx.engine, client=client, fence=ctx.fence,

@@ -30,6 +30,7 @@ from core.auth.permissions import system_actor
 from core.bindings.standby import move_store, usable_standby
 from core.capacity.rules import usage_pct
 from core.conflicts import lock_for_write, settled_races
+from core.import_runs import runs
 from core.scheduling.lease import Fence
 from db.models import (
     Account,
@@ -56,6 +57,8 @@ class SwitchFigures:
     no_standby: int = 0
     closed: int = 0
     conflicts: int = 0
+    # Stores left for the next tick: a binding sheet was being imported (an import run).
+    import_running: int = 0
 
 
 def _at_level(session: Session, switch_pct: int) -> list[int]:
@@ -76,11 +79,15 @@ def pct_text(count: int, limit: int) -> int:
 
 def switch_store(*, session: Session, store_id: int, switch_pct: int, now: datetime | None = None) -> str | None:
     """Switch one store if it is (still) at the level: "switched", "no_standby"
-    (a new alert), or None (nothing to do). The caller commits; ConcurrentEdit
-    when another transaction moved the store or opened its alert first."""
+    (a new alert), "import_running" (a binding sheet is being imported in
+    chunks: the store is left for the next tick, so the import never meets a
+    binding it did not read), or None (nothing to do). The caller commits;
+    ConcurrentEdit when another transaction moved the store or opened its alert first."""
     now = now or utcnow()
     with settled_races():
         lock_for_write(session)
+        if runs.active_run(session, kind=runs.BINDINGS) is not None:
+            return "import_running"
         binding = session.exec(select(Binding).where(col(Binding.store_id) == store_id,
                                                      col(Binding.ended_at).is_(None))
                                .with_for_update().execution_options(populate_existing=True)).first()
@@ -185,7 +192,7 @@ def switch_accounts(*, engine: Engine, now: datetime | None = None, fence: Fence
         switch_pct = settings_store.effective(session=session, key="capacity.switch_pct")
         store_ids = _at_level(session, switch_pct) if switch_pct else []
     figures.at_level = len(store_ids)
-    for store_id in store_ids:
+    for index, store_id in enumerate(store_ids):
         with Session(engine) as session:
             try:
                 outcome = switch_store(session=session, store_id=store_id, switch_pct=switch_pct, now=now)
@@ -196,6 +203,9 @@ def switch_accounts(*, engine: Engine, now: datetime | None = None, fence: Fence
                 session.rollback()
                 figures.conflicts += 1
                 continue
+        if outcome == "import_running":
+            figures.import_running = len(store_ids) - index
+            break
         if outcome == "switched":
             figures.switched += 1
         elif outcome == "no_standby":

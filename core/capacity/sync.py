@@ -148,7 +148,7 @@ def sync_counts(*, engine: Engine, client: WeComClient, concurrency: int = 8,
             raise
     result.snapshots += _write_counts(engine, counts, now, fence)
     result.synced += len(counts)
-    _write_errors(engine, errors, fence)
+    _write_errors(engine, errors, now, fence)
     result.failed = len(errors)
     if outside:
         result.reasons[NOT_IN_SCOPE_REASON] = len(outside)
@@ -189,11 +189,13 @@ def _write_counts(engine: Engine, counts: dict[int, int], now: datetime | None, 
     return len(snapshots)
 
 
-def _write_errors(engine: Engine, errors: dict[int, str], fence: Fence | None) -> None:
+def _write_errors(engine: Engine, errors: dict[int, str], now: datetime | None, fence: Fence | None) -> None:
+    """Each account's reason, stamped: a sweep counts a failed attempt as done (core.capacity.sweep)."""
     if not errors:
         return
+    now = now or utcnow()
     with Session(engine) as session:
-        session.exec(update(Account), params=[{"id": account_id, "sync_error": reason}
+        session.exec(update(Account), params=[{"id": account_id, "sync_error": reason, "updated_at": now}
                                               for account_id, reason in errors.items()])
         if fence is not None:
             fence.check(session)

@@ -1,23 +1,33 @@
 """What the 容量监控 page shows: each active account's usage, growth per day over
-the last 7 days and days until full; one account's trend."""
+the last 7 days and days until full, counted, filtered, sorted and paged in SQL
+(a large chain's accounts are never all loaded on a rerun); one account's trend."""
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any, Literal
 
+from sqlalchemy import Float, and_, case, cast, false, func, literal, not_, or_
+from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
 from base.errors import NotFound
 from base.timeutil import utcnow
 from core.auth.permissions import Actor, Capability, require
-from core.capacity.placement import placements
+from core.capacity.growth import GROWTH_WINDOW, first_points, growth_per_day, keep_fresh
 from core.capacity.rules import usage_pct
-from core.capacity.watch import SYNCED_STATUSES, WatchRules, freshness, watch_rules
-from db.models import Account, AccountStatus, Branch, CountSnapshot
+from core.capacity.watch import (
+    HOT_INTERVAL_SECONDS,
+    STALE_AFTER_INTERVALS,
+    SYNCED_STATUSES,
+    WatchRules,
+    freshness,
+    watch_rules,
+)
+from db.fastsql import one_of
+from db.models import Account, AccountGrowth, AccountStatus, Binding, Branch, CountSnapshot, Store
 from db.typed import select_columns
 
-GROWTH_WINDOW = timedelta(days=7)
-# Fewer hours than this between the first and the last point say nothing about a day.
-MIN_SPAN = timedelta(hours=1)
+Sort = Literal["risk", "days_to_full", "growth"]
 
 
 @dataclass(frozen=True)
@@ -41,10 +51,20 @@ class AccountUsage:
     stale: bool  # older than twice its sync interval
 
 
-def _growth(first: tuple[int, datetime] | None, count: int, at: datetime | None) -> float | None:
-    if first is None or at is None or at - first[1] < MIN_SPAN:
-        return None
-    return (count - first[0]) / ((at - first[1]).total_seconds() / 86400)
+@dataclass(frozen=True)
+class UsageFilter:
+    branch_id: int | None = None
+    at_least_pct: int | None = None  # only accounts at or over this usage
+    sort: Sort = "risk"
+
+
+@dataclass(frozen=True)
+class UsageSummary:
+    accounts: int
+    at_levels: dict[int, int]  # accounts at or over each asked level (percent)
+    sync_errors: int
+    watched: int
+    stale: int
 
 
 def days_to_full(count: int, limit: int, growth: float | None) -> float | None:
@@ -55,20 +75,6 @@ def days_to_full(count: int, limit: int, growth: float | None) -> float | None:
     return (limit - count) / growth
 
 
-def _first_points(session: Session, since: datetime,
-                  account_ids: list[int] | None = None) -> dict[int, tuple[int, datetime]]:
-    """Each account's first snapshot since `since`: one seek per account in the
-    (account_id, taken_at) index, not a scan of the whole window's snapshots."""
-    first = (select(CountSnapshot.id).where(col(CountSnapshot.account_id) == col(Account.id),
-                                            col(CountSnapshot.taken_at) >= since)
-             .order_by(col(CountSnapshot.taken_at)).limit(1).correlate(Account).scalar_subquery())
-    query = (select(CountSnapshot.account_id, CountSnapshot.customer_count, CountSnapshot.taken_at)
-             .select_from(Account).join(CountSnapshot, col(CountSnapshot.id) == first))
-    if account_ids is not None:
-        query = query.where(col(Account.id).in_(account_ids))
-    return {account_id: (count, taken_at) for account_id, count, taken_at in session.exec(query).all()}
-
-
 def _watched(rules: WatchRules, pct: float, growth: float | None, limit: int) -> bool:
     return rules.near_level(pct) or rules.growing_fast(growth, limit)
 
@@ -76,51 +82,150 @@ def _watched(rules: WatchRules, pct: float, growth: float | None, limit: int) ->
 def fast_growing(*, session: Session, rules: WatchRules, now: datetime | None = None) -> set[int]:
     """The synced accounts whose 7-day growth alone makes them watched closely."""
     now = now or utcnow()
-    firsts = _first_points(session, now - GROWTH_WINDOW)
+    firsts = first_points(session, now - GROWTH_WINDOW)
     rows = session.exec(select(Account.id, Account.customer_count, Account.capacity_limit, Account.count_synced_at)
                         .where(col(Account.status).in_(SYNCED_STATUSES))).all()
     growing: set[int] = set()
     for account_id, count, limit, synced_at in rows:
         assert account_id is not None  # a loaded row has its key
-        if rules.growing_fast(_growth(firsts.get(account_id), count, synced_at), limit):
+        if rules.growing_fast(growth_per_day(firsts.get(account_id), count, synced_at), limit):
             growing.add(account_id)
     return growing
 
 
-def account_usage(*, session: Session, actor: Actor, branch_id: int | None = None,
-                  now: datetime | None = None) -> list[AccountUsage]:
-    """Every active account the actor may see, riskiest first: accounts a store's
-    entry sends customers to before the ones already replaced, then by usage."""
+class _Listing:
+    """The page's accounts with one SQL expression per figure, on SQLite and PostgreSQL
+    alike; they decide as the Python rules do (usage_pct, days_to_full, WatchRules,
+    freshness), which work out the figures of the rows read."""
+
+    def __init__(self, session: Session, scope: int | None, now: datetime) -> None:
+        self.session = session
+        self.rules = watch_rules(session=session)
+        self.now = now
+        self.scope = scope
+        count, limit = col(Account.customer_count), col(Account.capacity_limit)
+        # Where an account serves: the store of its current binding (the partial unique index),
+        # or else of its latest one; only accounts without a current binding look further.
+        self.binding = aliased(Binding)
+        ended = aliased(Binding)
+        latest_store = (select(ended.store_id).where(col(ended.account_id) == col(Account.id),
+                                                     col(ended.ended_at).is_not(None))
+                        .order_by(col(ended.started_at).desc(), col(ended.id).desc())
+                        .limit(1).correlate(Account).scalar_subquery())
+        self.current = (self.binding, and_(col(self.binding.account_id) == col(Account.id),
+                                           col(self.binding.ended_at).is_(None)))
+        self.placed = [(Store, col(Store.id) == func.coalesce(col(self.binding.store_id), latest_store)),
+                       (Branch, col(Branch.id) == col(Store.branch_id))]
+        growth = col(AccountGrowth.growth_per_day)
+        self.growth = growth
+        self.pct = case((limit > 0, cast(count, Float) * 100.0 / limit), else_=literal(0.0))
+        self.days_to_full = case((count >= limit, literal(0.0)), (growth > 0, cast(limit - count, Float) / growth),
+                                 else_=None)
+        self.serving = col(self.binding.id).is_not(None)
+        near = [and_(count * 100 >= limit * (level - self.rules.band), count * 100 < limit * level)
+                for level in self.rules.levels]
+        # Never NULL (a NULL would drop out of NOT …): an account without a growth is not growing fast.
+        self.watched = or_(false(), *near, and_(growth.is_not(None), limit > 0,
+                                                growth * 100 >= limit * self.rules.fast_growth))
+        # Older than the earlier cut is stale whether watched or not; only between the two cuts
+        # does being watched decide (written so, the cheap comparisons go first).
+        synced_at = col(Account.count_synced_at)
+        hot_cut, cold_cut = self._cut(HOT_INTERVAL_SECONDS), self._cut(self.rules.cold_interval)
+        self.stale = or_(synced_at.is_(None), synced_at < min(hot_cut, cold_cut),
+                         *([and_(synced_at < hot_cut, self.watched)] if hot_cut > cold_cut else []),
+                         *([and_(synced_at < cold_cut, not_(self.watched))] if cold_cut > hot_cut else []))
+
+    @staticmethod
+    def at_least(level: int) -> Any:
+        """usage_pct(...) >= level, in whole numbers."""
+        limit = col(Account.capacity_limit)
+        return and_(limit > 0, col(Account.customer_count) * 100 >= limit * level)
+
+    def _cut(self, interval: int) -> datetime:
+        return self.now - timedelta(seconds=STALE_AFTER_INTERVALS * interval)
+
+    def select(self, *columns: Any, placed: bool = False, at_least_pct: int | None = None,
+               account_id: int | None = None):
+        """Over the active accounts in scope; `placed`: with the store and branch of each
+        (a lookup per account: only for the rows read, unless the scope needs it)."""
+        query = select_columns(*columns).select_from(Account).outerjoin(*self.current)
+        for table, on in self.placed if placed or self.scope is not None else []:
+            query = query.outerjoin(table, on)
+        query = query.outerjoin(AccountGrowth, col(AccountGrowth.account_id) == col(Account.id))
+        query = query.where(Account.status == AccountStatus.active)
+        if self.scope is not None:
+            query = query.where(Store.branch_id == self.scope)
+        if account_id is not None:
+            query = query.where(Account.id == account_id)
+        if at_least_pct is not None:
+            query = query.where(self.at_least(at_least_pct))
+        return query
+
+    def order(self, sort: Sort) -> list[Any]:
+        keys: list[Any]
+        if sort == "days_to_full":
+            keys = [self.days_to_full.asc().nulls_last(), self.pct.desc()]
+        elif sort == "growth":
+            keys = [func.coalesce(self.growth, 0.0).desc(), self.pct.desc()]
+        else:
+            keys = [not_(self.serving), self.pct.desc(), self.days_to_full.asc().nulls_last()]
+        return [*keys, col(Account.userid), col(Account.id)]
+
+    def rows(self, *, at_least_pct: int | None = None, account_id: int | None = None, sort: Sort = "risk",
+             offset: int = 0, limit: int | None = None) -> list[AccountUsage]:
+        # Sorted and cut without the placements, which are then looked up for the rows read only.
+        chosen = self.select(Account.id, Account.userid, at_least_pct=at_least_pct, account_id=account_id)
+        ids = [key for key, _userid in self.session.exec(
+            chosen.order_by(*self.order(sort)).offset(offset).limit(limit)).all()]
+        found = {row[0]: row for row in self.session.exec(self.select(
+            Account.id, Account.userid, Account.name, Account.customer_count, Account.capacity_limit,
+            Account.count_synced_at, Account.sync_error, self.growth, Store.branch_id, Branch.name, Store.name,
+            self.binding.id, placed=True).where(one_of(self.session.connection(), col(Account.id), ids))).all()}
+        rows = []
+        for (key, userid, name, count, capacity, synced_at, sync_error, growth, branch_id, branch_name, store_name,
+             binding_id) in (found[key] for key in ids):
+            pct = usage_pct(count, capacity)
+            fresh = freshness(self.rules, hot=_watched(self.rules, pct, growth, capacity), synced_at=synced_at,
+                              now=self.now)
+            rows.append(AccountUsage(
+                key, userid, name, branch_id, branch_name, store_name, count, capacity, pct, synced_at, sync_error,
+                growth, days_to_full(count, capacity, growth), binding_id is not None,
+                fresh.hot, fresh.age_seconds, fresh.stale))
+        return rows
+
+    def summary(self, levels: tuple[int, ...]) -> UsageSummary:
+        def counted(condition: Any) -> Any:
+            return func.coalesce(func.sum(case((condition, 1), else_=0)), 0)
+
+        figures = self.session.exec(self.select(
+            func.count(), counted(and_(col(Account.sync_error).is_not(None), col(Account.sync_error) != "")),
+            counted(self.watched), counted(self.stale), *[counted(self.at_least(level)) for level in levels])).one()
+        accounts, errors, watched, stale, *at_levels = figures
+        return UsageSummary(int(accounts), dict(zip(levels, map(int, at_levels), strict=True)), int(errors),
+                            int(watched), int(stale))
+
+
+def _listing(session: Session, actor: Actor, branch_id: int | None, now: datetime | None) -> _Listing:
     require(actor, Capability.view_directory, branch_id=branch_id)
-    return _usage(session, actor.branch_scope if actor.branch_scope is not None else branch_id, now or utcnow())
+    now = now or utcnow()
+    keep_fresh(session=session, now=now)
+    return _Listing(session, actor.branch_scope if actor.branch_scope is not None else branch_id, now)
 
 
-def _usage(session: Session, scope: int | None, now: datetime, account_id: int | None = None) -> list[AccountUsage]:
-    only = None if account_id is None else [account_id]
-    places = placements(session=session, account_ids=only)
-    firsts = _first_points(session, now - GROWTH_WINDOW, only)
-    rules = watch_rules(session=session)
-    rows: list[AccountUsage] = []
-    # Plain columns, not Account objects: a large chain's rows are read on every rerun of the page.
-    query = select_columns(Account.id, Account.userid, Account.name, Account.customer_count, Account.capacity_limit,
-                           Account.count_synced_at, Account.sync_error).where(Account.status == AccountStatus.active)
-    if account_id is not None:
-        query = query.where(Account.id == account_id)
-    for key, userid, name, count, limit, synced_at, sync_error in session.exec(query).all():
-        place = places.get(key)
-        if scope is not None and (place is None or place.branch_id != scope):
-            continue
-        growth = _growth(firsts.get(key), count, synced_at)
-        pct = usage_pct(count, limit)
-        fresh = freshness(rules, hot=_watched(rules, pct, growth, limit), synced_at=synced_at, now=now)
-        rows.append(AccountUsage(
-            key, userid, name, place.branch_id if place else None, place.branch_name if place else None,
-            place.store_name if place else None, count, limit, pct, synced_at, sync_error, growth,
-            days_to_full(count, limit, growth), bool(place and place.serving), fresh.hot, fresh.age_seconds,
-            fresh.stale))
-    rows.sort(key=lambda r: (not r.serving, -r.pct, r.days_to_full if r.days_to_full is not None else float("inf"),
-                             r.userid))
-    return rows
+def usage_summary(*, session: Session, actor: Actor, branch_id: int | None = None, levels: tuple[int, ...] = (),
+                  now: datetime | None = None) -> UsageSummary:
+    """How many active accounts the actor sees, how many are at or over each of
+    `levels`, have a sync error, are watched closely and have a stale count."""
+    return _listing(session, actor, branch_id, now).summary(levels)
+
+
+def account_usage(*, session: Session, actor: Actor, filters: UsageFilter = UsageFilter(), offset: int = 0,
+                  limit: int | None = None, now: datetime | None = None) -> list[AccountUsage]:
+    """The active accounts the actor may see, `offset` and `limit` of them in the
+    filter's order: riskiest first (accounts a store's entry sends customers to
+    before the ones already replaced, then by usage), soonest full, or fastest growing."""
+    listing = _listing(session, actor, filters.branch_id, now)
+    return listing.rows(at_least_pct=filters.at_least_pct, sort=filters.sort, offset=offset, limit=limit)
 
 
 @dataclass(frozen=True)
@@ -131,9 +236,8 @@ class Trend:
 
 def account_trend(*, session: Session, actor: Actor, account_id: int, days: int = 30,
                   now: datetime | None = None) -> Trend:
-    require(actor, Capability.view_directory)
     now = now or utcnow()
-    usage = next(iter(_usage(session, actor.branch_scope, now, account_id)), None)
+    usage = next(iter(_listing(session, actor, None, now).rows(account_id=account_id)), None)
     if usage is None:
         raise NotFound("capacity.not_found")
     points = session.exec(select(CountSnapshot.taken_at, CountSnapshot.customer_count).where(

@@ -9,15 +9,18 @@ the add/delete callbacks move between syncs, so a callback that brings an
 account into the band makes it watched closely at the next tick.
 
 The sync runs every `TICK_SECONDS` and lists at most a tick's share of
-`wecom.calls_per_minute`: the accounts watched closely first, then the others,
+`wecom.calls_per_minute`: the accounts watched closely first, then those an
+operator's 立即同步客户数 asked for (core.capacity.sweep), then the others,
 stalest first within each.
 """
 
-from collections.abc import Collection
-from dataclasses import dataclass
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import and_, case, false, func, not_, or_
+from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session, col, select
 
 from base.config import get_settings
@@ -70,10 +73,36 @@ class Freshness:
 
 
 def freshness(rules: WatchRules, *, hot: bool, synced_at: datetime | None, now: datetime) -> Freshness:
+    """The one rule for every count the console shows: its age, stale once older
+    than `STALE_AFTER_INTERVALS` of its own interval (never listed is stale)."""
     if synced_at is None:
         return Freshness(hot, None, True)
     age = max(0.0, (now - synced_at).total_seconds())
     return Freshness(hot, age, age > STALE_AFTER_INTERVALS * rules.interval(hot))
+
+
+def hot_condition(rules: WatchRules, growing: Collection[int] = (),
+                  growth_per_day: Any = None) -> ColumnElement[bool]:
+    """`WatchRules.near_level` or growing fast, as SQL over Account: growing fast
+    by the ids in `growing`, or by `growth_per_day`, a column of each account's
+    growth per day."""
+    used, limit = col(Account.customer_count) * 100, col(Account.capacity_limit)
+    # An account without a known growth is not growing fast (FALSE, never NULL, so that NOT hot stays true).
+    fast = [] if growth_per_day is None else [and_(growth_per_day.is_not(None), limit > 0,
+                                                   growth_per_day * 100 >= limit * rules.fast_growth)]
+    return or_(false(), *[and_(used >= limit * (level - rules.band), used < limit * level)
+                          for level in rules.levels],
+               *([col(Account.id).in_(list(growing))] if growing else []), *fast)
+
+
+def stale_condition(rules: WatchRules, now: datetime, growing: Collection[int] = (),
+                    growth_per_day: Any = None) -> ColumnElement[bool]:
+    """`freshness(...).stale` as SQL over Account, for figures counted over a whole chain."""
+    synced_at = col(Account.count_synced_at)
+    hot = hot_condition(rules, growing, growth_per_day)
+    return or_(synced_at.is_(None),
+               and_(hot, synced_at < now - timedelta(seconds=STALE_AFTER_INTERVALS * rules.interval(True))),
+               and_(not_(hot), synced_at < now - timedelta(seconds=STALE_AFTER_INTERVALS * rules.interval(False))))
 
 
 @dataclass(frozen=True)
@@ -82,32 +111,34 @@ class SyncPlan:
     cold: list[int]  # listed this tick, at the configured interval
     watched: int  # accounts watched closely in all
     waiting: int  # due but over this tick's budget; first in line next tick
+    requested: list[int] = field(default_factory=list)  # listed this tick for an operator's 立即同步客户数
 
     @property
     def account_ids(self) -> list[int]:
-        return self.hot + self.cold
+        return self.hot + self.requested + self.cold
 
 
 def plan_sync(*, session: Session, rules: WatchRules, budget: int, growing: Collection[int] = (),
-              now: datetime | None = None) -> SyncPlan:
+              requested: Sequence[ColumnElement[bool]] = (), now: datetime | None = None) -> SyncPlan:
     """The accounts to list this tick, in order, at most `budget` of them.
 
     A hot account is due once its count is a minute old (less half a tick, so
     that a tick arriving a few seconds early does not skip a whole minute); a
-    cold one only once a full interval has passed."""
+    cold one only once a full interval has passed. `requested`: the accounts each
+    running sweep still waits for (core.capacity.sweep), due now whatever their age."""
     now = now or utcnow()
     hot_due = now - timedelta(seconds=HOT_INTERVAL_SECONDS - TICK_SECONDS / 2)
     cold_due = now - timedelta(seconds=rules.cold_interval)
     # Worked out in SQL: a large chain's accounts are never all loaded, every tick.
-    used, limit = col(Account.customer_count) * 100, col(Account.capacity_limit)
     synced_at = col(Account.count_synced_at)
-    hot = or_(false(), *[and_(used >= limit * (level - rules.band), used < limit * level) for level in rules.levels],
-              *([col(Account.id).in_(list(growing))] if growing else []))
+    hot = hot_condition(rules, growing)
     hot_due_now = and_(hot, or_(synced_at.is_(None), synced_at <= hot_due))
-    cold_due_now = and_(not_(hot), or_(synced_at.is_(None), synced_at <= cold_due))
+    swept = and_(or_(false(), *requested), not_(hot_due_now))
+    cold_due_now = and_(not_(hot), or_(synced_at.is_(None), synced_at <= cold_due), not_(swept))
     synced = col(Account.status).in_(SYNCED_STATUSES)
     watched, due = session.exec(select(func.count(case((hot, 1))),
-                                       func.count(case((or_(hot_due_now, cold_due_now), 1)))).where(synced)).one()
+                                       func.count(case((or_(hot_due_now, swept, cold_due_now), 1))))
+                                .where(synced)).one()
 
     def stalest(condition, room: int) -> list[int]:
         if room <= 0:
@@ -117,9 +148,10 @@ def plan_sync(*, session: Session, rules: WatchRules, budget: int, growing: Coll
         return [account_id for account_id in ids if account_id is not None]
 
     chosen_hot = stalest(hot_due_now, budget)
-    chosen_cold = stalest(cold_due_now, budget - len(chosen_hot))
-    return SyncPlan(hot=chosen_hot, cold=chosen_cold, watched=watched,
-                    waiting=due - len(chosen_hot) - len(chosen_cold))
+    chosen_swept = stalest(swept, budget - len(chosen_hot)) if requested else []
+    chosen_cold = stalest(cold_due_now, budget - len(chosen_hot) - len(chosen_swept))
+    return SyncPlan(hot=chosen_hot, cold=chosen_cold, watched=watched, requested=chosen_swept,
+                    waiting=due - len(chosen_hot) - len(chosen_swept) - len(chosen_cold))
 
 
 def tick_budget(calls_per_minute: int) -> int:

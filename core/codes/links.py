@@ -7,9 +7,17 @@ can send a customer to the store's account without a long-press.
   (换号, a standby switch, a member swap) the link is updated behind the same link_id;
   a closed store's link is deleted. Updates and deletions go on while links are off,
   so a link handed out earlier never sends customers to an account the store left.
+- A WeCom refusal (create, update or delete) is stored on the store's code in
+  words (`link_problem`, key + params) and shown with the code; the next call
+  WeCom takes clears it.
+- Before `create_link` is sent the row is marked (`link_pending_since`, committed)
+  and the answer clears the mark. A sidecar killed in between leaves it: the next
+  run first looks among the links WeCom has (`list_link` + `get_link`) for one it
+  made for that store — the store's link name and member, made since the mark,
+  known to no other store — and keeps it instead of making a second.
 - The corp's quota is read every hour; a balance under `codes.links_balance_low`
-  queues one alert for the episode (it is sent again only after the balance was
-  back above the level).
+  opens one incident for the episode (on the alerts page, its message in the
+  outbox), closed once the balance is back above the level.
 - Each link's clicks and new customers are pulled per day (one call per link and
   day; the API takes at most 30 days) for the funnel page.
 
@@ -22,7 +30,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
@@ -33,12 +41,12 @@ from sqlmodel import Session, col, select
 from base.problems import problem
 from base.timeutil import display_zone, utcnow
 from core import settings_store
-from core.alerts import outbox
+from core.alerts.incidents import close_incidents, open_incident
 from core.auth.permissions import Actor, Capability, require
 from core.codes.service import LINKS_ENABLED, SKIP_VERIFY
 from core.scheduling.lease import Fence
-from core.wecom.client import LINK_NAME_MAX, WeComClient, WeComError
-from db.models import AcquisitionQuota, Branch, ContactCode, LinkStatistic, Store, StoreStatus
+from core.wecom.client import LINK_NAME_MAX, LINK_NOT_FOUND, WeComClient, WeComError
+from db.models import AcquisitionQuota, AlertLevel, Branch, ContactCode, LinkStatistic, Store, StoreStatus
 from db.typed import select_columns
 from i18n import t
 
@@ -50,8 +58,8 @@ QUOTA_EVERY = timedelta(hours=1)
 STATISTICS_CATCH_UP_DAYS = 7
 CONCURRENCY = 8
 CHUNK = 500
-# The simulator's (and WeCom's) "invalid parameter": the link_id is not (or no longer) known.
-LINK_UNKNOWN = 40058
+# How far before a pending mark a link it may have made is looked for (clock skew).
+ADOPT_MARGIN = timedelta(minutes=2)
 QUOTA_ROW = 1
 T = TypeVar("T")
 
@@ -67,20 +75,22 @@ class LinkRow:
     userid: str | None       # the member the store's code serves (WeCom confirmed)
     link_id: str | None
     link_userid: str | None  # the member the link serves (WeCom confirmed)
+    link_pending_since: datetime | None = None  # create_link sent, answer not recorded
 
 
 @dataclass
 class LinkSyncResult:
     links: int = 0
     created: int = 0
+    adopted: int = 0
     updated: int = 0
     deleted: int = 0
     failed: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"links": self.links, "created": self.created, "updated": self.updated, "deleted": self.deleted,
-                "failed": self.failed, "reasons": self.reasons}
+        return {"links": self.links, "created": self.created, "adopted": self.adopted, "updated": self.updated,
+                "deleted": self.deleted, "failed": self.failed, "reasons": self.reasons}
 
     def count_failure(self, exc: WeComError) -> None:
         self.failed += 1
@@ -95,11 +105,16 @@ def link_name(store_name: str) -> str:
 def load_rows(session: Session) -> list[LinkRow]:
     rows = session.exec(
         select_columns(ContactCode.id, Store.id, Store.crm_store_id, Store.name, Store.status, ContactCode.config_id,
-                       ContactCode.userid, ContactCode.link_id, ContactCode.link_userid)
+                       ContactCode.userid, ContactCode.link_id, ContactCode.link_userid, ContactCode.link_pending_since)
         .select_from(ContactCode).join(Store, col(Store.id) == ContactCode.store_id)
         .order_by(col(ContactCode.id))).all()
-    return [LinkRow(code_id, store_id, crm, name, status == StoreStatus.open, config_id, userid, link_id, link_userid)
-            for code_id, store_id, crm, name, status, config_id, userid, link_id, link_userid in rows]
+    return [LinkRow(code_id, store_id, crm, name, status == StoreStatus.open, config_id, userid, link_id, link_userid,
+                    pending)
+            for code_id, store_id, crm, name, status, config_id, userid, link_id, link_userid, pending in rows]
+
+
+def _refused(exc: WeComError) -> str:
+    return problem(exc.reason_key, errcode=exc.errcode, errmsg=exc.errmsg[:300])
 
 
 def _run(call: Callable[[LinkRow], T], rows: list[LinkRow]) -> list[tuple[LinkRow, T | None, WeComError | None]]:
@@ -125,13 +140,20 @@ def _write(engine: Engine, changes: list[tuple[LinkRow, dict[str, Any]]], fence:
         session.commit()
 
 
-def sync_links(*, engine: Engine, client: WeComClient, fence: Fence | None = None) -> LinkSyncResult:
+def sync_links(*, engine: Engine, client: WeComClient, fence: Fence | None = None,
+               now: Callable[[], datetime] = utcnow) -> LinkSyncResult:
     """Create, update and delete store links so that each follows its code (see the module)."""
     with Session(engine) as session:
         rows = load_rows(session)
         enabled = bool(settings_store.effective(session=session, key=LINKS_ENABLED))
         skip_verify = bool(settings_store.effective(session=session, key=SKIP_VERIFY))
-    result = LinkSyncResult(links=sum(1 for r in rows if r.link_id))
+    result = LinkSyncResult()
+    # First the links a killed run made (every marked row, also one no longer to
+    # get a link: once adopted it is deleted or moved below like any other).
+    waiting = [r for r in rows if not r.link_id and r.link_pending_since is not None]
+    if waiting:
+        _adopt(engine, client, waiting, result, fence)
+    result.links = sum(1 for r in rows if r.link_id)
     deleting = [r for r in rows if r.link_id and not r.open]
     updating = [r for r in rows if r.link_id and r.open and r.userid
                 and (r.link_userid or "").lower() != r.userid.lower()]
@@ -139,11 +161,12 @@ def sync_links(*, engine: Engine, client: WeComClient, fence: Fence | None = Non
     for start in range(0, len(deleting), CHUNK):
         changes: list[tuple[LinkRow, dict[str, Any]]] = []
         for row, _, error in _run(lambda r: client.delete_link(r.link_id or ""), deleting[start:start + CHUNK]):
-            if error is None or error.errcode == LINK_UNKNOWN:
+            if error is None or error.errcode == LINK_NOT_FOUND:
                 result.deleted += 1
-                changes.append((row, {"link_id": None, "link_url": None, "link_userid": None}))
+                changes.append((row, {"link_id": None, "link_url": None, "link_userid": None, "link_problem": None}))
             else:
                 result.count_failure(error)
+                changes.append((row, {"link_problem": _refused(error)}))
         _write(engine, changes, fence)
     for start in range(0, len(updating), CHUNK):
         changes = []
@@ -152,30 +175,73 @@ def sync_links(*, engine: Engine, client: WeComClient, fence: Fence | None = Non
                                   updating[start:start + CHUNK]):
             if error is None:
                 result.updated += 1
-                changes.append((row, {"link_userid": row.userid}))
-            elif error.errcode == LINK_UNKNOWN:
+                changes.append((row, {"link_userid": row.userid, "link_problem": None}))
+            elif error.errcode == LINK_NOT_FOUND:
                 # Deleted elsewhere: forgotten here, and made again while links are on.
-                changes.append((row, {"link_id": None, "link_url": None, "link_userid": None}))
+                changes.append((row, {"link_id": None, "link_url": None, "link_userid": None,
+                                      "link_problem": _refused(error)}))
                 result.count_failure(error)
             else:
                 result.count_failure(error)
+                changes.append((row, {"link_problem": _refused(error)}))
         _write(engine, changes, fence)
     for start in range(0, len(creating), CHUNK):
+        chunk = creating[start:start + CHUNK]
+        marked = now()
+        # Committed before any create_link of the chunk is sent (see the module).
+        _write(engine, [(row, {"link_pending_since": marked}) for row in chunk], fence)
         changes = []
         for row, answer, error in _run(lambda r: client.create_link(link_name=link_name(r.name),
                                                                     user_list=[r.userid or ""],
-                                                                    skip_verify=skip_verify),
-                                       creating[start:start + CHUNK]):
+                                                                    skip_verify=skip_verify), chunk):
             if answer is not None:
                 result.created += 1
                 link_id, url = answer
-                changes.append((row, {"link_id": link_id, "link_url": url, "link_userid": row.userid}))
+                changes.append((row, {"link_id": link_id, "link_url": url, "link_userid": row.userid,
+                                      "link_pending_since": None, "link_problem": None}))
             elif error is not None:
                 result.count_failure(error)
+                change: dict[str, Any] = {"link_problem": _refused(error)}
+                # Without an answer (network) the link may exist: the mark stays and the next run looks.
+                if error.errcode is not None:
+                    change["link_pending_since"] = None
+                changes.append((row, change))
         _write(engine, changes, fence)
     if result.failed:
         log.warning("links: %s", result.as_dict())
     return result
+
+
+def _adopt(engine: Engine, client: WeComClient, rows: list[LinkRow], result: LinkSyncResult,
+           fence: Fence | None) -> None:
+    """Keep the links a run killed before recording them made: among the links
+    WeCom has that no store here knows, the one with the store's link name and
+    member made since the mark. A row without one loses its mark (WeCom never
+    made its link; one still to get a link is marked again when it is sent)."""
+    with Session(engine) as session:
+        known = set(session.exec(select(ContactCode.link_id).where(col(ContactCode.link_id).is_not(None))).all())
+    unknown = [link_id for link_id in client.list_links() if link_id not in known]
+    found = [client.get_link(link_id) for link_id in unknown]
+    changes: list[tuple[LinkRow, dict[str, Any]]] = []
+    for row in rows:
+        since = _stamp(row.link_pending_since) - int(ADOPT_MARGIN.total_seconds()) if row.link_pending_since else 0
+        match = next((link for link in found
+                      if link.get("link_name") == link_name(row.name)
+                      and [u.lower() for u in link["user_list"]] == [(row.userid or "").lower()]
+                      and int(link.get("create_time") or 0) >= since), None)
+        if match is None:
+            changes.append((row, {"link_pending_since": None}))
+            continue
+        found.remove(match)
+        result.adopted += 1
+        row.link_id = str(match["link_id"])
+        changes.append((row, {"link_id": row.link_id, "link_url": str(match.get("url") or ""),
+                              "link_userid": row.userid, "link_pending_since": None, "link_problem": None}))
+    _write(engine, changes, fence)
+
+
+def _stamp(at: datetime) -> int:
+    return int(at.replace(tzinfo=UTC).timestamp())
 
 
 # -- quota ---------------------------------------------------------------------
@@ -233,12 +299,15 @@ def read_quota(*, engine: Engine, client: WeComClient, fence: Fence | None = Non
         row.total, row.balance, row.read_at, row.problem = total, balance, now, None
         alerted = False
         if balance < low_level and row.low_alerted_at is None:
-            outbox.enqueue(session=session, alert_id=None, branch_id=None, now=now,
-                           text=t("links.alert.balance_low", balance=balance, total=total, level=low_level))
+            # The quota is the chain's: an incident of no store and no branch, so HQ's.
+            open_incident(session=session, level=AlertLevel.links_quota_low, store_id=None, branch_id=None, now=now,
+                          detail=problem("links.incident.quota_low", balance=balance, total=total, level=low_level),
+                          text=t("links.alert.balance_low", balance=balance, total=total, level=low_level))
             row.low_alerted_at = now
             alerted = True
         elif balance >= low_level:
             row.low_alerted_at = None
+            close_incidents(session=session, level=AlertLevel.links_quota_low, now=now)
         session.add(row)
         if fence is not None:
             fence.check(session)

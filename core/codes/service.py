@@ -76,6 +76,8 @@ class StoreCode:
     userid: str | None
     link_url: str | None
     problem: Problem | None
+    # Why WeCom last refused the store's 获客链接 (cleared by the next call it takes).
+    link_problem: Problem | None
     # The member the code should serve now, when WeCom still has another.
     pending_userid: str | None
 
@@ -103,5 +105,6 @@ def code_of_store(*, session: Session, actor: Actor, store_id: int) -> StoreCode
     wanted = _desired_userid(session, store_id)
     pending = wanted if wanted and (code.userid or "").lower() != wanted.lower() else None
     return StoreCode(code.state, code.config_id, code.qr_code, code.userid, code.link_url,
-                     Problem.decode(code.problem) if code.problem else None, pending)
+                     Problem.decode(code.problem) if code.problem else None,
+                     Problem.decode(code.link_problem) if code.link_problem else None, pending)
 

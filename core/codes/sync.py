@@ -13,8 +13,9 @@ and check the codes against WeCom daily (`codes.reconcile`).
 - The database and WeCom never silently disagree: `userid` is the member WeCom
   confirmed. A refused update keeps the old one, stores WeCom's reason on the
   code (retried every run) and, while the code still sends customers to an
-  account that is no longer the store's, queues one alert for the episode
-  (through the outbox, in the same transaction).
+  account that is no longer the store's, opens one incident for the episode
+  (on the alerts page, its message in the outbox, in the same transaction),
+  closed once the code serves the store's account again.
 - Calls are paced by the client's per-API limiter and run concurrently, like the
   count sync (core/capacity/sync.py).
 """
@@ -36,11 +37,11 @@ from sqlmodel import Session, col, select
 from base.problems import problem
 from base.timeutil import utcnow
 from core import settings_store
-from core.alerts import outbox
+from core.alerts.incidents import close_incidents, open_incident
 from core.codes.service import SKIP_VERIFY, remark_for, state_for
 from core.scheduling.lease import Fence
 from core.wecom.client import BUSY, CONTACT_WAY_NOT_FOUND, THROTTLED, WeComClient, WeComError
-from db.models import Account, Binding, ContactCode, Store, StoreStatus
+from db.models import Account, AlertLevel, Binding, ContactCode, Store, StoreStatus
 from db.typed import select_columns
 from i18n import t
 
@@ -203,13 +204,17 @@ def _count(result: CodeSyncResult, exc: WeComError) -> None:
     result.reasons[exc.reason_key] = result.reasons.get(exc.reason_key, 0) + 1
 
 
-def _alert_stale(session: Session, row: CodeRow, reason: str, now: datetime) -> dict[str, Any]:
-    """One alert per episode of a code still serving an account that is no longer the store's."""
+def _alert_stale(session: Session, row: CodeRow, error: WeComError, now: datetime) -> dict[str, Any]:
+    """One alert per episode of a code still serving an account that is no longer
+    the store's: an incident on the alerts page, its message in the outbox."""
     if not row.stale or row.stale_alerted_at is not None:
         return {}
-    outbox.enqueue(session=session, alert_id=None, branch_id=row.branch_id, now=now, text=t(
-        "codes.alert.stale", store=row.name, crm_store_id=row.crm_store_id, old=row.userid or "-",
-        new=row.desired, reason=reason))
+    open_incident(session=session, level=AlertLevel.code_stale, store_id=row.store_id, branch_id=row.branch_id,
+                  now=now, detail=problem("codes.incident.stale", old=row.userid or "-", new=row.desired,
+                                          reason_key=error.reason_key, errcode=error.errcode,
+                                          errmsg=error.errmsg[:300]),
+                  text=t("codes.alert.stale", store=row.name, crm_store_id=row.crm_store_id, old=row.userid or "-",
+                         new=row.desired, reason=_reason(error)))
     return {"stale_alerted_at": now}
 
 
@@ -221,11 +226,20 @@ def sync_codes(*, engine: Engine, client: WeComClient, concurrency: int = 8, fen
         skip_verify = bool(settings_store.effective(session=session, key=SKIP_VERIFY))
     run = _SyncRun(engine, client, _Calls(concurrency), fence, now, skip_verify)
     run.result.stores = len(rows)
+    # First the ways a killed run made (every marked store, also one closed or
+    # unbound since: once adopted, its way is deleted or moved below like any other).
+    waiting = [r for r in rows if r.pending_since is not None and not r.config_id]
+    if waiting:
+        run.adopt(waiting)
     recreate = run.update([r for r in rows if r.open and r.desired and r.config_id
                            and (r.userid or "").lower() != r.desired.lower()])
     run.delete([r for r in rows if not r.open and r.config_id])
     run.result.recreated = len(recreate)
     run.create([r for r in rows if r.open and r.desired and not r.config_id])
+    # Stale no more without a call (the store went back to the account the code serves): the episode ends.
+    run.write([(r, {"stale_alerted_at": None}) for r in rows
+               if r.stale_alerted_at is not None and r.open and r.desired and r.config_id
+               and (r.userid or "").lower() == r.desired.lower()])
     result = run.result
     result.skipped += run.calls.skipped
     result.wecom = dict(client.stats)
@@ -246,20 +260,26 @@ class _SyncRun:
     skip_verify: bool
     result: CodeSyncResult = field(default_factory=CodeSyncResult)
 
-    def write(self, changes: list[tuple[CodeRow, dict[str, Any]]], alerts: dict[int, str] | None = None) -> None:
-        """A chunk's outcome in one transaction, with the alerts it raises
-        (code id → WeCom's reason in words)."""
+    def write(self, changes: list[tuple[CodeRow, dict[str, Any]]],
+              alerts: dict[int, WeComError] | None = None) -> None:
+        """A chunk's outcome in one transaction, with the alerts it raises (code
+        id → WeCom's refusal) and the end of the stale episodes it settles."""
         if not changes:
             return
         at = self.now()
         with Session(self.engine) as session:
             # One statement per kind of change, run for all its rows at once (executemany).
             by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+            settled: list[int] = []
             for row, change in changes:
                 if alerts and row.code_id in alerts:
                     alerted = _alert_stale(session, row, alerts[row.code_id], at)
                     self.result.alerts += len(alerted)
                     change = {**change, **alerted}
+                if "stale_alerted_at" in change and change["stale_alerted_at"] is None \
+                        and row.stale_alerted_at is not None:
+                    settled.append(row.store_id)
+                    row.stale_alerted_at = None
                 by_columns.setdefault(tuple(sorted(change)), []).append(
                     {"code_id": row.code_id, **{f"new_{name}": value for name, value in change.items()}})
             connection = session.connection()
@@ -268,6 +288,7 @@ class _SyncRun:
                     update(ContactCode).where(col(ContactCode.id) == bindparam("code_id")).values(
                         {**{name: bindparam(f"new_{name}") for name in columns}, "updated_at": at,
                          "version": col(ContactCode.version) + 1}), params)
+            close_incidents(session=session, level=AlertLevel.code_stale, store_ids=settled, now=at)
             if self.fence is not None:
                 self.fence.check(session)
             session.commit()
@@ -280,7 +301,7 @@ class _SyncRun:
                 config_id=r.config_id or "", user=r.desired or "", state=r.state or "",
                 remark=remark_for(r.name), skip_verify=self.skip_verify), rows):
             changes: list[tuple[CodeRow, dict[str, Any]]] = []
-            alerts: dict[int, str] = {}
+            alerts: dict[int, WeComError] = {}
             for row, _, error in done:
                 if error is not None and error.errcode == CONTACT_WAY_NOT_FOUND:
                     changes.append((row, {"config_id": None, "qr_code": None, "userid": None}))
@@ -289,7 +310,7 @@ class _SyncRun:
                 elif error is not None:
                     _count(self.result, error)
                     changes.append((row, {"problem": _wecom_problem(error)}))
-                    alerts[row.code_id or 0] = _reason(error)
+                    alerts[row.code_id or 0] = error
                 else:
                     self.result.updated += 1
                     changes.append((row, {"userid": row.desired, "problem": None, "stale_alerted_at": None}))
@@ -315,10 +336,6 @@ class _SyncRun:
         if not rows:
             return
         _give_states(self.engine, [r for r in rows if r.code_id is None], self.fence)
-        waiting = [r for r in rows if r.pending_since is not None]
-        if waiting:
-            self.adopt(waiting)
-            rows = [r for r in rows if not r.config_id]
 
         def mark(chunk: list[CodeRow]) -> None:
             self.write([(row, {"pending_since": self.now()}) for row in chunk])
@@ -347,17 +364,23 @@ class _SyncRun:
             self.write(changes)
 
     def adopt(self, rows: list[CodeRow]) -> None:
-        """Keep the ways a run killed before recording them made (found by state)."""
-        found = _find_made(self.client, rows, self.now())
+        """Keep the ways a run killed before recording them made (found by state).
+        A row without one loses its mark: WeCom never made its way (one still to
+        get a code is marked again when it is sent)."""
+        with Session(self.engine) as session:
+            known = {config_id for config_id in session.exec(select(ContactCode.config_id)).all() if config_id}
+        found = _find_made(self.client, rows, self.now(), known)
         changes: list[tuple[CodeRow, dict[str, Any]]] = []
         for row in rows:
             way = found.get(row.state or "")
             if way is None:
+                row.pending_since = None
+                changes.append((row, {"pending_since": None}))
                 continue
             self.result.adopted += 1
             users = way.get("user") or []
             row.config_id = str(way["config_id"])
-            # A way serving another member is updated by the next run.
+            # A way serving another member is updated in this same run.
             row.userid = users[0] if len(users) == 1 else None
             changes.append((row, {"config_id": row.config_id, "qr_code": way.get("qr_code") or None,
                                   "userid": row.userid, "pending_since": None, "problem": None}))
@@ -384,12 +407,16 @@ def _give_states(engine: Engine, rows: list[CodeRow], fence: Fence | None) -> No
         row.code_id = ids[row.store_id]
 
 
-def _find_made(client: WeComClient, rows: list[CodeRow], at: datetime) -> dict[str, dict[str, Any]]:
-    """Ways made for these codes by a run that died before recording them, by state."""
+def _find_made(client: WeComClient, rows: list[CodeRow], at: datetime,
+               known: set[str]) -> dict[str, dict[str, Any]]:
+    """Ways made for these codes by a run that died before recording them, by
+    state (only the ways no code here knows are read)."""
     since = min(row.pending_since for row in rows if row.pending_since is not None) - ADOPT_MARGIN
     wanted = {row.state for row in rows}
     found: dict[str, dict[str, Any]] = {}
     for config_id in client.list_contact_ways(start_time=_stamp(since), end_time=_stamp(at) + 60):
+        if config_id in known:
+            continue
         way = client.get_contact_way(config_id)
         state = str(way.get("state") or "")
         if state in wanted and state not in found:

@@ -14,6 +14,7 @@ from base.timeutil import utcnow
 from core import audit, settings_store
 from core.auth.permissions import Actor, Capability, require
 from core.conflicts import lock_for_write, settled_races
+from core.import_runs import runs
 from db.models import Account, AccountStatus, Binding, Store
 
 # WeCom userid: 1–64 characters of A-Za-z0-9_-@. (case-insensitive unique).
@@ -177,6 +178,8 @@ def update_account(*, session: Session, actor: Actor, account_id: int, expected_
     require(actor, Capability.manage_accounts)
     with settled_races():
         lock_for_write(session)
+        # A binding sheet being written in chunks rests on the accounts' status as its preview read them.
+        runs.refuse_binding_writes(session)
         account = session.get(Account, account_id, populate_existing=True)
         if account is None:
             raise NotFound()

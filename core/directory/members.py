@@ -3,7 +3,10 @@ customers awaiting transfer.
 
 Two paths report a member's status: the daily member sync (`user/get` for every
 active or standby account, paced by the client's limiter) and WeCom's
-`change_contact` callback, at once. Both go through `member_status_seen`, so
+`change_contact` callback, at once. The callback never calls WeCom itself (it
+must answer within a second): for a member who left it queues
+`directory.unassigned`, which the sidecar runs within seconds to read the
+departed members' customers awaiting transfer again. Both go through `member_status_seen`, so
 both leave the same state. A member who left (5), was disabled (2), or whom
 WeCom no longer knows (60111, the same as left) retires the account: disabled
 with the reason, taken off any standby list, its store moved to the store's
@@ -34,6 +37,7 @@ from core.bindings.standby import move_store, usable_standby
 from core.capacity.sync import MAX_CONSECUTIVE_FAILURES, TRANSIENT, SyncAborted
 from core.conflicts import lock_for_write
 from core.directory.accounts import find_account, set_status
+from core.import_runs import runs
 from core.scheduling.lease import Fence, LeaseLost
 from core.wecom.client import WeComClient, WeComError
 from core.wecom.identity import DISABLED, LEFT, USERID_NOT_FOUND, member_status
@@ -45,6 +49,8 @@ from db.models import (
     Binding,
     BindingEndReason,
     CapacityAlert,
+    ImportRun,
+    JobRequest,
     StandbyAccount,
     Store,
     SwitchReason,
@@ -56,6 +62,7 @@ from i18n import t
 log = logging.getLogger("directory.members")
 
 SYNC_ACTOR = system_actor("wecom-member-sync")
+UNASSIGNED_JOB = "directory.unassigned"
 # The member statuses that take an account out of service, and the word for each.
 GONE = {LEFT: "member_left", DISABLED: "member_disabled"}
 WRITE_BATCH = 500
@@ -105,12 +112,60 @@ def member_status_seen(*, session: Session, actor: Actor, account_id: int, statu
                  .values(member_status=status, member_checked_at=now))
     if status not in GONE or account.status == AccountStatus.disabled:
         return None
+    if runs.active_run(session, kind=runs.BINDINGS) is not None:
+        # A binding sheet is being written in chunks and rests on this account's
+        # binding: the handover waits for the run (hand_over_deferred), the status is kept.
+        log.info("account %s: member gone, handover deferred until the binding import is done", account.userid)
+        request_deferred_handover(session=session)
+        return None
     return _retire_account(session, actor, account, status, now)
+
+
+def request_deferred_handover(*, session: Session) -> None:
+    """Have the sidecar's import-run job hand over deferred accounts soon (one
+    waiting request is enough); it also does so every minute. The caller commits."""
+    waiting = session.exec(select(JobRequest.id).where(JobRequest.job_id == runs.RESUME_JOB,
+                                                       col(JobRequest.done_at).is_(None))).first()
+    if waiting is None:
+        session.add(JobRequest(job_id=runs.RESUME_JOB))
+
+
+def hand_over_deferred(*, engine: Engine, now: datetime | None = None) -> int:
+    """Retire the accounts whose member left while a binding sheet was being
+    imported (status seen, account still in service), once no such import is
+    active; how many. Only statuses seen while a binding run was active count,
+    so an account an operator took back into service at another time is left alone."""
+    with Session(engine) as session:
+        if runs.active_run(session, kind=runs.BINDINGS) is not None:
+            return 0
+        during_a_run = select(ImportRun.id).where(
+            ImportRun.kind == runs.BINDINGS, col(ImportRun.started_at) <= Account.member_checked_at,
+            col(ImportRun.finished_at) >= Account.member_checked_at).exists()
+        deferred = session.exec(select(Account.id, Account.member_status).where(
+            col(Account.member_status).in_(list(GONE)), col(Account.status) != AccountStatus.disabled,
+            during_a_run)).all()
+    handed = 0
+    for account_id, status in deferred:
+        assert account_id is not None and status is not None  # a stored row, selected by its status
+        with Session(engine) as session:
+            try:
+                retired = member_status_seen(session=session, actor=SYNC_ACTOR, account_id=account_id,
+                                             status=status, now=now)
+                session.commit()
+            except ConcurrentEdit:
+                session.rollback()
+                continue
+        handed += retired is not None
+    return handed
 
 
 def member_changed(*, session: Session, actor: Actor, userid: str, status: int,
                    now: datetime | None = None) -> Retired | None:
-    """A `change_contact` callback's news about a member; nothing when no account is that member."""
+    """A `change_contact` callback's news about a member: its account retired
+    (nothing when no account is that member) and, when it left, the customers
+    awaiting transfer read again by the sidecar at once. The caller commits."""
+    if status == LEFT:
+        request_unassigned_refresh(session=session)
     account = find_account(session=session, userid=userid)
     if account is None or account.id is None:
         return None
@@ -262,6 +317,16 @@ def _write_statuses(engine: Engine, seen: dict[int, int], now: datetime, fence: 
             result.retired += 1
             if retired.alert_id is not None:
                 result.alerts += 1
+
+
+def request_unassigned_refresh(*, session: Session) -> None:
+    """Have the sidecar read the customers awaiting transfer within seconds (one
+    waiting request is enough). The caller commits, so the request exists exactly
+    when the news that asks for it was recorded."""
+    waiting = session.exec(select(JobRequest.id).where(JobRequest.job_id == UNASSIGNED_JOB,
+                                                       col(JobRequest.done_at).is_(None))).first()
+    if waiting is None:
+        session.add(JobRequest(job_id=UNASSIGNED_JOB))
 
 
 def refresh_unassigned(*, engine: Engine, client: WeComClient, now: datetime | None = None,

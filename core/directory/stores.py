@@ -1,6 +1,7 @@
 """Branches (分公司) and stores (门店): the HQ store list from CRM, search and paging."""
 
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy import bindparam, func, or_, update
 from sqlalchemy.exc import IntegrityError
@@ -13,9 +14,10 @@ from core import audit
 from core.auth.permissions import Actor, Capability, require
 from core.bindings import entries
 from core.bindings import service as bindings
+from core.import_runs import runs
 from core.sheets import SheetColumn, SheetRow, read_sheet
 from db.fastsql import insert_many, one_of
-from db.models import Account, Binding, BindingEndReason, Branch, BranchBindingStats, Store, StoreStatus
+from db.models import Account, Binding, BindingEndReason, Branch, BranchBindingStats, ImportRun, Store, StoreStatus
 from db.typed import select_columns, table_of
 
 STORE_COLUMNS = [
@@ -151,6 +153,8 @@ class StoreImportResult:
     branches_created: int = 0
     closed_bindings: int = 0
     errors: list[tuple[int, str, dict]] = field(default_factory=list)  # (row number, message key, params)
+    run: runs.RunStatus | None = None  # the import run that wrote it (SQLite)
+    resumed: list[int] = field(default_factory=list)  # interrupted runs finished before this one
 
     @property
     def ok(self) -> bool:
@@ -202,6 +206,9 @@ def _ends_of_closing(session: Session, store_ids: list[int]) -> list[bindings.En
 
 
 _STORE = table_of(Store)
+_KIND = "stores"
+# Stores per staged step: a step is applied whole, so it stays well under a chunk's 0.2 s on a busy machine.
+STEP_STORES = 200
 
 
 def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
@@ -210,7 +217,12 @@ def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
     written and every bad row is named; a store changed or added by someone
     else while the file was being read refuses the whole import
     (ConcurrentEdit). A store that closes ends its current binding (reason
-    store_closed) so its entry hides itself."""
+    store_closed) so its entry hides itself.
+
+    On SQLite the import is an import run (core.import_runs.runs): staged,
+    checked, then applied in chunks that each commit, so call this with nothing
+    uncommitted in `session`; a run left half-applied by a dead process is
+    finished first. On PostgreSQL it is written in the caller's transaction."""
     require(actor, Capability.manage_stores)
     sheet = read_sheet(data, filename, STORE_COLUMNS)
     result = StoreImportResult(rows=len(sheet.rows))
@@ -228,11 +240,11 @@ def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
             branch_names.setdefault(code, (name, row.row_number))
     if result.errors:
         return result
+    sqlite = runs.is_sqlite(session)
+    if sqlite and not dry_run:
+        result.resumed = runs.resume_abandoned(session=session)
 
-    # SQLite has one writer, and event intake and the WeCom callback wait behind
-    # it: everything the import can work out is worked out from reads first; the
-    # write lock is then held only for bulk statements, each a compare-and-set
-    # on the versions read, so a change made meanwhile refuses the whole import.
+    # Everything the import can work out is worked out from reads first.
     connection = session.connection()
     branches = {code: (branch_id, name) for branch_id, code, name in
                 session.exec(select_columns(Branch.id, Branch.code, Branch.name)).all()}
@@ -241,18 +253,18 @@ def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
                                                Store.status, Store.version)
                                 .where(one_of(connection, col(Store.crm_store_id),
                                               [row.values["crm_store_id"] for row in sheet.rows]))).all()}
-    new_branches = [(code, name) for code, (name, _) in branch_names.items() if code not in branches]
-    renamed = [(code, name) for code, (name, _) in branch_names.items()
+    new_branches = [[code, name] for code, (name, _) in branch_names.items() if code not in branches]
+    renamed = [[branches[code][0], code, branches[code][1], name] for code, (name, _) in branch_names.items()
                if code in branches and branches[code][1] != name]
-    created: list[tuple[str, str, str, str]] = []  # crm_store_id, name, branch code, status
-    changed: list[tuple[SheetRow, int, int, dict, str]] = []  # row, store id, version, before, status
+    created: list[list] = []  # crm_store_id, name, branch code, status
+    changed: list[list] = []  # store id, version, crm_store_id, name, branch code, status, [name, branch, status]
     closing_store_ids: list[int] = []
     for row in sheet.rows:
         v = row.values
         status = STATUS_WORDS[v["status"].lower()].value
         found = existing.get(v["crm_store_id"])
         if found is None:
-            created.append((v["crm_store_id"], v["store_name"], v["branch_code"], status))
+            created.append([v["crm_store_id"], v["store_name"], v["branch_code"], status])
             continue
         store_id, name, branch_id, old_status, version = found
         branch = branches.get(v["branch_code"])
@@ -261,53 +273,108 @@ def import_stores(*, session: Session, actor: Actor, data: bytes, filename: str,
             continue
         if old_status == StoreStatus.open and status == StoreStatus.closed:
             closing_store_ids.append(store_id)
-        changed.append((row, store_id, version, {"name": name, "branch_id": branch_id, "status": old_status}, status))
-    now = utcnow()
-
-    # Writes: the first one waits for the write lock; from then on only bulk statements.
-    branch_ids = {code: branch_id for code, (branch_id, _) in branches.items()}
-    for code, name in new_branches:
-        new_branch = Branch(code=code, name=name)
-        session.add(new_branch)
-        session.flush()
-        assert new_branch.id is not None  # assigned by the flush
-        branch_ids[code] = new_branch.id
-    result.branches_created = len(new_branches)
-    for code, name in renamed:
-        branch_id, old_name = branches[code]
-        session.exec(update(Branch).where(col(Branch.id) == branch_id).values(name=name))
-        audit.record(session=session, actor=actor, action="branch.rename", entity_type="branch", entity_id=code,
-                     branch_id=branch_id, before={"name": old_name}, after={"name": name})
-    try:
-        insert_many(connection, _STORE, [
-            {"crm_store_id": crm, "name": name, "branch_id": branch_ids[code], "status": status, "version": 1,
-             "created_at": now, "updated_at": now} for crm, name, code, status in created])
-    except IntegrityError:  # another import added one of these stores meanwhile
-        raise ConcurrentEdit("stores.changed_during_import") from None
-    result.created = len(created)
-    if changed:
-        done = connection.execute(
-            _STORE.update().where(_STORE.c.id == bindparam("s_id"), _STORE.c.version == bindparam("s_version"))
-            .values(name=bindparam("s_name"), branch_id=bindparam("s_branch"), status=bindparam("s_status"),
-                    version=bindparam("s_next"), updated_at=now),
-            [{"s_id": store_id, "s_version": version, "s_next": version + 1, "s_name": row.values["store_name"],
-              "s_branch": branch_ids[row.values["branch_code"]], "s_status": status}
-             for row, store_id, version, _before, status in changed])
-        if done.rowcount != len(changed):
-            raise ConcurrentEdit("stores.changed_during_import")
-    result.updated = len(changed)
-    audit.record_many(session=session, actor=actor, at=now, entries=[
-        audit.Entry("store.update", "store", row.values["crm_store_id"], branch_ids[row.values["branch_code"]],
-                    before, {"name": row.values["store_name"], "branch_id": branch_ids[row.values["branch_code"]],
-                             "status": status})
-        for row, _store_id, _version, before, status in changed])
-    # Read under the write lock: no binding can start or change between this read and the end.
-    ends = _ends_of_closing(session, closing_store_ids)
-    bindings.end_many(session=session, actor=actor, ends=ends, reason=BindingEndReason.store_closed, at=now)
-    result.closed_bindings = len(ends)
-    audit.record(session=session, actor=actor, action="stores.import", entity_type="import", entity_id=filename[:64],
-                 after={"rows": result.rows, "created": result.created, "updated": result.updated,
-                        "unchanged": result.unchanged, "branches_created": result.branches_created})
+        changed.append([store_id, version, v["crm_store_id"], v["store_name"], v["branch_code"], status,
+                        [name, branch_id, old_status]])
+    result.branches_created, result.created, result.updated = len(new_branches), len(created), len(changed)
     if dry_run:
+        result.closed_bindings = len(_ends_of_closing(session, closing_store_ids))
         session.rollback()
+        return result
+
+    figures = {"rows": result.rows, "created": result.created, "updated": result.updated,
+               "unchanged": result.unchanged, "branches_created": result.branches_created}
+    steps: list[list] = [["branches", new_branches, renamed]]
+    steps += [["create", part] for part in runs.chunked(created, STEP_STORES)]
+    steps += [["change", part] for part in runs.chunked(changed, STEP_STORES)]
+    steps.append(["finish", filename[:64], figures])
+    if not sqlite:
+        done = runs.apply_in_transaction(session=session, actor=actor, kind=_KIND, steps=steps)
+        result.closed_bindings = done.get("closed_bindings", 0)
+        return result
+    run_id = runs.stage(session=session, actor=actor, kind=_KIND, filename=filename, steps=steps, summary=figures)
+    runs.drive(session=session, run_id=run_id)
+    run = session.get_one(ImportRun, run_id)
+    session.refresh(run)
+    result.closed_bindings, result.run = runs.summary(run).get("closed_bindings", 0), runs.status_of(run)
     return result
+
+
+def _check_staged(session: Session, steps: list[list]) -> None:
+    """Refuse the run when a store changed since it was read, or a store or branch it adds exists by now."""
+    connection = session.connection()
+    new_codes = [code for step in steps if step[0] == "branches" for code, _name in step[1]]
+    new_stores = [store[0] for step in steps if step[0] == "create" for store in step[1]]
+    versions = {store[0]: store[1] for step in steps if step[0] == "change" for store in step[1]}
+    if new_codes and session.exec(select(func.count(col(Branch.id)))
+                                  .where(one_of(connection, col(Branch.code), new_codes))).one():
+        raise ConcurrentEdit("stores.changed_during_import")
+    if new_stores and session.exec(select(func.count(col(Store.id)))
+                                   .where(one_of(connection, col(Store.crm_store_id), new_stores))).one():
+        raise ConcurrentEdit("stores.changed_during_import")
+    found = dict(session.exec(select_columns(Store.id, Store.version)
+                              .where(one_of(connection, col(Store.id), list(versions)))).all())
+    if found != versions:
+        raise ConcurrentEdit("stores.changed_during_import")
+
+
+def _branch_ids(session: Session, codes: set[str]) -> dict[str, int]:
+    return dict(session.exec(select_columns(Branch.code, Branch.id)
+                             .where(one_of(session.connection(), col(Branch.code), sorted(codes)))).all())
+
+
+def _apply_step(session: Session, actor: Actor, step: list) -> dict[str, int]:
+    """One staged step in the caller's transaction: bulk statements only."""
+    connection, now = session.connection(), utcnow()
+    if step[0] == "branches":
+        _, new_branches, renamed = step
+        insert_many(connection, table_of(Branch), [{"code": code, "name": name, "created_at": now}
+                                                   for code, name in new_branches])
+        for branch_id, code, old_name, name in renamed:
+            session.exec(update(Branch).where(col(Branch.id) == branch_id).values(name=name))
+            audit.record(session=session, actor=actor, action="branch.rename", entity_type="branch",
+                         entity_id=code, branch_id=branch_id, before={"name": old_name}, after={"name": name})
+        return {}
+    if step[0] == "create":
+        branch_ids = _branch_ids(session, {code for _crm, _name, code, _status in step[1]})
+        try:
+            insert_many(connection, _STORE, [
+                {"crm_store_id": crm, "name": name, "branch_id": branch_ids[code], "status": status, "version": 1,
+                 "created_at": now, "updated_at": now} for crm, name, code, status in step[1]])
+        except IntegrityError:  # another import added one of these stores meanwhile
+            raise ConcurrentEdit("stores.changed_during_import") from None
+        return {}
+    if step[0] == "change":
+        return {"closed_bindings": _apply_changes(session, actor, step[1], now)}
+    _, name, figures = step
+    audit.record(session=session, actor=actor, action="stores.import", entity_type="import", entity_id=name,
+                 after=figures)
+    return {}
+
+
+def _apply_changes(session: Session, actor: Actor, changed: list[list], now: datetime) -> int:
+    """Compare-and-set updates of the changed stores, their audit entries, and
+    the end of the current bindings of the stores that close; the bindings ended."""
+    connection = session.connection()
+    branch_ids = _branch_ids(session, {store[4] for store in changed})
+    done = connection.execute(
+        _STORE.update().where(_STORE.c.id == bindparam("s_id"), _STORE.c.version == bindparam("s_version"))
+        .values(name=bindparam("s_name"), branch_id=bindparam("s_branch"), status=bindparam("s_status"),
+                version=bindparam("s_next"), updated_at=now),
+        [{"s_id": store_id, "s_version": version, "s_next": version + 1, "s_name": name,
+          "s_branch": branch_ids[code], "s_status": status}
+         for store_id, version, _crm, name, code, status, _before in changed])
+    if done.rowcount != len(changed):
+        raise ConcurrentEdit("stores.changed_during_import")
+    audit.record_many(session=session, actor=actor, at=now, entries=[
+        audit.Entry("store.update", "store", crm, branch_ids[code],
+                    {"name": before[0], "branch_id": before[1], "status": before[2]},
+                    {"name": name, "branch_id": branch_ids[code], "status": status})
+        for _store_id, _version, crm, name, code, status, before in changed])
+    # Read under the write lock: no binding can start or change between this read and the end.
+    ends = _ends_of_closing(session, [store_id for store_id, _version, _crm, _name, _code, status, before in changed
+                                      if before[2] == StoreStatus.open and status == StoreStatus.closed])
+    bindings.end_many(session=session, actor=actor, ends=ends, reason=BindingEndReason.store_closed, at=now)
+    return len(ends)
+
+
+runs.register_kind(_KIND, runs.Kind(check=_check_staged, apply=_apply_step))

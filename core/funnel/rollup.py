@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sqlalchemy import delete, func, text, update
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session, col, select
 
 from base.errors import PermissionDenied
@@ -41,6 +41,7 @@ from db.models import (
     TrackingEvent,
 )
 from db.typed import select_columns, table_of
+from db.write_turns import yield_to_urgent_writers
 
 # Ranges are at most this long; a gap of this many days or more means "not
 # seen earlier in any allowed range".
@@ -311,6 +312,7 @@ class _Pace:
     size: int
     end: Callable[[], None]
     sqlite: bool = False  # pause after each chunk, for waiting writers
+    bind: Engine | Connection | None = None  # where urgent writers are announced (SQLite)
     timed: bool = False  # size chunks by time (see _SQLITE_HOLD_SECONDS)
 
     def chunk_done(self, started: float | None = None) -> None:
@@ -325,8 +327,10 @@ class _Pace:
             self.size = max(_SQLITE_SMALLEST_CHUNK, min(CHUNK_FACTS, grown))
         # SQLite's write lock has no queue: writers waiting for it sleep in their
         # busy handlers. Without a pause the next chunk would take the lock first,
-        # again and again.
+        # again and again; and an urgent writer that slept through the pause goes first.
         sleep(_SQLITE_TURN_SECONDS)
+        if self.bind is not None:
+            yield_to_urgent_writers(self.bind)
 
 
 def _roll_up(session: Session, pace: _Pace) -> dict[str, int]:
@@ -351,7 +355,8 @@ def refresh_rollup(*, session: Session, chunk_facts: int | None = None) -> dict[
     `chunk_facts` fixes the chunks' size (tests); by default it follows the database."""
     sqlite = session.get_bind().dialect.name == "sqlite"
     size = chunk_facts or (_SQLITE_FIRST_CHUNK if sqlite else CHUNK_FACTS)
-    return _roll_up(session, _Pace(size, session.commit, sqlite=sqlite, timed=sqlite and chunk_facts is None))
+    return _roll_up(session, _Pace(size, session.commit, sqlite=sqlite, timed=sqlite and chunk_facts is None,
+                                   bind=session.get_bind()))
 
 
 def roll_up_in_transaction(*, session: Session) -> dict[str, int]:

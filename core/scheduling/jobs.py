@@ -26,8 +26,10 @@ log = logging.getLogger("scheduler")
 # Modules that declare jobs with `register_job`; each domain adds its own.
 JOB_MODULES = [
     "core.scheduling.housekeeping",
+    "core.import_runs.jobs",
     "core.directory.jobs",
     "core.capacity.jobs",
+    "core.capacity.growth",
     "core.codes.jobs",
     "core.codes.links_jobs",
     "core.alerts.jobs",

@@ -40,21 +40,32 @@ REASONS = {
     84061: "wecom.reason.not_customer_contact",
     84074: "wecom.reason.no_customer_contact_permission",
     40058: "wecom.reason.invalid_parameter",
+    41041: "wecom.reason.contact_way_too_many_members",
     41044: "wecom.reason.contact_way_not_found",
-    84063: "wecom.reason.contact_way_quota",
+    41045: "wecom.reason.contact_way_quota",
     45009: "wecom.reason.rate_limited",
     45033: "wecom.reason.concurrency_limited",
     -1: "wecom.reason.busy",
 }
 NETWORK_REASON = "wecom.reason.network"
-# get/update/del_contact_way on a config_id WeCom does not know (deleted elsewhere).
+# WeCom's global error codes (document 90313) for contact ways: a config_id it does
+# not know (deleted elsewhere) for get/update/del_contact_way, more members than a
+# way takes (100), and the corp's API-made ways at their limit (500,000).
 CONTACT_WAY_NOT_FOUND = 41044
+CONTACT_WAY_TOO_MANY_MEMBERS = 41041
+CONTACT_WAY_QUOTA = 41045
+# A link_id WeCom does not know (deleted elsewhere) for the 获客链接 APIs. An
+# assumption: neither WECOM.md nor the global code list names one, so we take
+# the generic "invalid parameter" (40058) and the simulator answers it.
+LINK_NOT_FOUND = 40058
 # A contact way's state and remark, in characters.
 CONTACT_WAY_TEXT_MAX = 30
 NOT_IN_SCOPE_REASON = "wecom.reason.not_in_follow_list"
-# 获客链接: link_name in characters, members per link, the span of one statistic call.
+# 获客链接: link_name in characters, members per link, the span of one statistic call,
+# link_ids per page of list_link.
 LINK_NAME_MAX = 30
 LINK_USERS_MAX = 500
+LINK_LIST_LIMIT = 100
 LINK_STATISTIC_MAX_SECONDS = 30 * 86400
 
 
@@ -293,6 +304,25 @@ class WeComClient:
 
     def delete_link(self, link_id: str) -> None:
         self.call("externalcontact/customer_acquisition/delete_link", method="POST", body={"link_id": link_id})
+
+    def list_links(self) -> list[str]:
+        """The link_ids of every link this app made that is still valid, every page."""
+        link_ids: list[str] = []
+        cursor = ""
+        while True:
+            answer = self.call("externalcontact/customer_acquisition/list_link", method="POST",
+                               body={"limit": LINK_LIST_LIMIT, "cursor": cursor})
+            link_ids += [str(link_id) for link_id in answer.get("link_id_list", [])]
+            cursor = str(answer.get("next_cursor") or "")
+            if not cursor:
+                return link_ids
+
+    def get_link(self, link_id: str) -> dict[str, Any]:
+        """A link's configuration: `link_name`, `url`, `create_time` (seconds) and
+        `user_list` (its range's members)."""
+        answer = self.call("externalcontact/customer_acquisition/get", method="POST", body={"link_id": link_id})
+        link = dict(answer.get("link") or {})
+        return {**link, "link_id": link_id, "user_list": list((answer.get("range") or {}).get("user_list") or [])}
 
     def acquisition_quota(self) -> tuple[int, int]:
         """The corp's (total, balance) of link adds."""

@@ -8,6 +8,7 @@ from db.models.audit import AuditEntry
 from db.models.bindings import Binding, BindingEndReason
 from db.models.branch_stats import BranchBindingStats
 from db.models.capacity import (
+                              AccountGrowth,
                               AlertChannel,
                               AlertDelivery,
                               AlertLevel,
@@ -28,6 +29,7 @@ from db.models.events import (
                               FunnelStoreBranch,
                               TrackingEvent,
 )
+from db.models.import_runs import ImportRun, ImportRunState, ImportRunStep
 from db.models.imports import BindingImport, BindingImportRow, ImportRowOutcome
 from db.models.links import AcquisitionQuota, LinkStatistic
 from db.models.members import UnassignedCustomer
@@ -46,6 +48,7 @@ __all__ = [
     "FunnelState",
     "FunnelStoreBranch",
     "TrackingEvent",
+    "AccountGrowth",
     "AlertChannel",
     "AlertDelivery",
     "AlertLevel",
@@ -70,6 +73,9 @@ __all__ = [
     "LinkStatistic",
     "JobRun",
     "ImportRowOutcome",
+    "ImportRun",
+    "ImportRunState",
+    "ImportRunStep",
     "LoginAttempt",
     "LoginSession",
     "Role",

@@ -25,9 +25,15 @@ class AlertLevel(StrEnum):
     # no standby able to take over (open until the store moves or usage falls).
     switched = "switched"
     no_standby = "no_standby"
+    # Incidents, not about an account: a store's contact code still sends
+    # customers to an account the store left (WeCom refused the update; names
+    # the store), and the chain's 获客链接 quota running low (names nothing).
+    code_stale = "code_stale"
+    links_quota_low = "links_quota_low"
 
 
-LEVEL_CHECK = "level in ('warn', 'critical', 'full', 'member_left', 'switched', 'no_standby')"
+LEVEL_CHECK = ("level in ('warn', 'critical', 'full', 'member_left', 'switched', 'no_standby', "
+               "'code_stale', 'links_quota_low')")
 
 
 class ChannelKind(StrEnum):
@@ -61,25 +67,48 @@ class CountSnapshot(SQLModel, table=True):
     taken_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
 
 
+class AccountGrowth(SQLModel, table=True):
+    """Each account's growth per day over the last 7 days, as last worked out from
+    its snapshots (core.capacity.growth): the same for every user and slow to move,
+    so kept for a few minutes instead of read again on every rerun of 容量监控."""
+
+    __tablename__ = "account_growth"
+    __table_args__ = (Index("ix_account_growth_computed", "computed_at"),)
+    account_id: int = Field(foreign_key="account.id", primary_key=True)
+    # None: too short a history to say anything about a day.
+    growth_per_day: float | None = Field(default=None)
+    computed_at: datetime = Field(sa_type=DateTime)
+
+
 class CapacityAlert(SQLModel, table=True):
     """One episode of an account above a level: opened when usage crosses the
     level, closed when it falls far enough below it. At most one open episode
-    per account and level (partial unique index)."""
+    per account and level (partial unique index).
+
+    Incidents (code_stale, links_quota_low) live in the same log, so the alerts
+    page is one list: they name a store (or nothing) instead of an account, have
+    no count or limit, and say what happened in `detail`; at most one open
+    episode per store and level."""
 
     __tablename__ = "capacity_alert"
     __table_args__ = (
         CheckConstraint(LEVEL_CHECK, name="ck_capacity_alert_level"),
         Index("uq_capacity_alert_open", "account_id", "level", unique=True,
               sqlite_where=OPEN_EPISODE, postgresql_where=OPEN_EPISODE),
+        Index("uq_capacity_alert_open_store", "store_id", "level", unique=True,
+              sqlite_where=OPEN_EPISODE, postgresql_where=OPEN_EPISODE),
         Index("ix_capacity_alert_opened", "opened_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
-    account_id: int = Field(foreign_key="account.id")
+    account_id: int | None = Field(default=None, foreign_key="account.id")
+    store_id: int | None = Field(default=None, foreign_key="store.id")
     level: str = Field(max_length=16)
     level_pct: int
     branch_id: int | None = Field(default=None, foreign_key="branch.id")
-    customer_count: int
-    capacity_limit: int
+    customer_count: int | None = Field(default=None)
+    capacity_limit: int | None = Field(default=None)
+    # An incident's account of what happened, as key + params (base.problems).
+    detail: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     opened_at: datetime = Field(default_factory=utcnow, sa_type=DateTime)
     closed_at: datetime | None = Field(default=None, sa_type=DateTime)
     # False when a jump across several levels notified only the highest one.

@@ -31,6 +31,11 @@ class ContactCode(SQLModel, table=True):
     link_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
     link_url: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     link_userid: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    # Why WeCom last refused the link (create/update/delete), as key + params.
+    link_problem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Set (committed) before `create_link` is sent, cleared with its answer: a
+    # sidecar killed in between finds the link it made instead of making another.
+    link_pending_since: datetime | None = Field(default=None, sa_type=DateTime)
     # Why WeCom last refused this code, as key + params (base.problems).
     problem: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     pending_since: datetime | None = Field(default=None, sa_type=DateTime)

@@ -77,6 +77,8 @@ class FunnelActivity(SQLModel, table=True):
         PrimaryKeyConstraint("step", "user_key", "day", "store_id", "platform", name="pk_funnel_activity"),
         # Covers the store figures and the drill-down (no table reads).
         Index("ix_funnel_activity_store_day_user", "store_id", "day", "step", "user_key", "platform"),
+        # Covers the store ranking: one step's facts store by store, each store's users in order.
+        Index("ix_funnel_activity_step_store_user", "step", "store_id", "user_key", "day", "platform"),
     )
     step: str = Field(sa_column=Column(String(24), nullable=False))
     user_key: str = Field(sa_column=Column(String(128), nullable=False))

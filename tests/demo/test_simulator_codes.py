@@ -1,7 +1,8 @@
 """The simulator's contact ways over HTTP, as WeCom checks them: state and remark
 at most 30 characters, type 1 exactly one member and type 2 at most 100, members
 with customer contact (84074), unknown config_ids, the corp's quota, list paging,
-the per-API rate limit, and a real QR image per way."""
+the per-API rate limit, and a real QR image per way. The errcodes are WeCom's
+documented ones, the same the client recognises."""
 
 import io
 
@@ -10,8 +11,14 @@ import pytest
 import zxingcpp
 from PIL import Image
 
-from core.wecom.client import CONTACT_WAY_NOT_FOUND, WeComError
-from demo.simulator_codes import INVALID_PARAMETER, NO_CUSTOMER_CONTACT, QUOTA_EXCEEDED, USER_NOT_FOUND
+from core.wecom.client import (
+    CONTACT_WAY_NOT_FOUND,
+    CONTACT_WAY_QUOTA,
+    CONTACT_WAY_TOO_MANY_MEMBERS,
+    REASONS,
+    WeComError,
+)
+from demo.simulator_codes import INVALID_PARAMETER, INVALID_SCENE, INVALID_TYPE, NO_CUSTOMER_CONTACT, USER_NOT_FOUND
 from tests.support.capacity import client_for, start_simulator
 
 
@@ -44,8 +51,10 @@ def errcode(call) -> int | None:
 def test_each_check_wecom_makes(sim, client):
     assert errcode(lambda: add(client, state="x" * 31)) == INVALID_PARAMETER
     assert errcode(lambda: add(client, remark="店" * 31)) == INVALID_PARAMETER
-    assert errcode(lambda: add(client, type=1, user=["m000", "m001"])) == INVALID_PARAMETER
-    assert errcode(lambda: add(client, user=[f"m{n:03d}" for n in range(101)])) == INVALID_PARAMETER
+    assert errcode(lambda: add(client, type=3)) == INVALID_TYPE == 41039
+    assert errcode(lambda: add(client, scene=3)) == INVALID_SCENE == 41040
+    assert errcode(lambda: add(client, type=1, user=["m000", "m001"])) == CONTACT_WAY_TOO_MANY_MEMBERS == 41041
+    assert errcode(lambda: add(client, user=[f"m{n:03d}" for n in range(101)])) == CONTACT_WAY_TOO_MANY_MEMBERS
     assert errcode(lambda: add(client, user=["nocontact"])) == NO_CUSTOMER_CONTACT
     assert errcode(lambda: add(client, user=["nobody"])) == USER_NOT_FOUND
     assert sim.codes.ways == {}
@@ -86,7 +95,8 @@ def test_the_list_pages_at_most_1000(sim, client):
 def test_the_corps_quota(client, sim):
     sim.codes.quota = 1
     add(client)
-    assert errcode(lambda: add(client, state="s2")) == QUOTA_EXCEEDED
+    assert errcode(lambda: add(client, state="s2")) == CONTACT_WAY_QUOTA == 41045
+    assert REASONS[CONTACT_WAY_QUOTA] == "wecom.reason.contact_way_quota"
 
 
 def test_contact_ways_are_rate_limited_like_the_other_apis():

@@ -1,11 +1,13 @@
 """The upload page (上传绑定表) and the history page (导入记录) through AppTest."""
 
+from datetime import datetime
+
 from sqlmodel import select
 
 from base.timeutil import format_display
 from console.ui.text import md
 from core.bindings import service as bindings
-from db.models import Binding, BindingImport, Role, Store
+from db.models import Binding, BindingImport, ImportRun, Role, Store
 from i18n import t
 from tests.support.apptest import run_app
 from tests.support.binding_sheets import OLE_ENCRYPTED, PNG, csv_bytes
@@ -156,3 +158,31 @@ def test_change_after_preview_asks_to_preview_again(org, make_user, as_user, ses
     at.button(key="bi_again").click()
     at.run()
     assert metric(at, "binding_import.count.changed") == "1"
+
+
+def test_the_page_says_when_the_import_run_finished_and_when_one_is_importing(org, make_user, as_user, session):
+    """On SQLite a sheet is written as an import run: the page names when it
+    finished; while any import is being applied it says 导入中 up front."""
+    manager = make_user(Role.branch_manager, org["north"])
+    as_user(manager)
+    at = run_app("binding_upload.py")
+    upload(at, csv_bytes([["BJ01", "000101", "北京朝阳大悦城店", "zhang.san", "张三"]]))
+    at.button(key="bi_commit").click()
+    at.run()
+    assert not at.exception, at.exception
+    run = session.exec(select(ImportRun)).one()
+    assert run.kind == "bindings" and run.state == "done"
+    batch = session.exec(select(BindingImport)).one()
+    assert t("binding_import.run_finished", steps=run.steps_total, at=format_display(run.finished_at),
+             id=batch.id) in [c.value for c in at.caption]
+    assert not at.warning
+
+    started = datetime(2026, 12, 3, 2, 0)
+    session.add(ImportRun(kind="bindings", state="applying", actor_name="hq", actor_role="hq_admin",
+                          filename="全国.xlsx", steps_total=300, steps_done=120, started_at=started,
+                          heartbeat_at=started))
+    session.commit()
+    again = run_app("binding_upload.py")
+    assert not again.exception, again.exception
+    assert again.warning[0].value == t("import_runs.running", user="hq", since=format_display(started),
+                                       file="全国.xlsx", done=120, total=300)

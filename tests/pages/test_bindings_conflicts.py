@@ -2,8 +2,9 @@
 acts on what A's page showed, operator B changes rows in between. A's action
 never lands on other rows, never absorbs B's change, and says which rows changed."""
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
+from base.timeutil import utcnow
 from core.bindings import review
 from core.directory import accounts
 from db.models import Account, Binding, Role
@@ -172,6 +173,9 @@ def test_account_tick_does_not_move_to_another_account_after_a_sync(engine, sess
     tick(at, "accounts_table", [0])
     assert at.subheader[0].value == t("accounts.edit_title", userid="acc1", name="acc1客服")
     with Session(engine) as sync:
+        # The sync lists both accounts (so no count is stale); acc1's count fell.
+        for account in sync.exec(select(Account)).all():
+            account.count_synced_at = utcnow()
         sync.get(Account, first.account_id).customer_count = 10
         sync.commit()
     at.run()

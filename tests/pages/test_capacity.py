@@ -84,6 +84,8 @@ def test_sync_now_queues_the_job(watched, make_user, as_user, session):
     from core.scheduling.jobs import pending_request_ids
 
     assert pending_request_ids(session=session) == ["capacity.sync_counts"]
+    # The sweep's progress shows on this page too (no sidecar has picked it up yet).
+    assert at.get("progress") and t("capacity.sweep.queued") in [c.value for c in at.caption]
 
 
 @pytest.mark.parametrize("role", [Role.branch_manager, Role.viewer])

@@ -94,7 +94,7 @@ def test_exports_are_named_and_headed_by_their_filters(world, make_user, as_user
     real = DeltaGenerator.download_button
 
     def capture(self, label, data, file_name=None, *args, **kwargs):
-        downloads[file_name] = data
+        downloads[file_name] = data() if callable(data) else data  # made when clicked
         return real(self, label, data, file_name, *args, **kwargs)
 
     monkeypatch.setattr(DeltaGenerator, "download_button", capture)
@@ -249,3 +249,29 @@ def test_range_ends_yesterday_steps_convert_and_stores_rank(world, make_user, as
     assert t("funnel.ranking.ranked", ranked=len(rates), minimum=1) in [c.value for c in at.caption]
     at.number_input(key="funnel_rank_min").set_value(1000).run()
     assert any(t("funnel.ranking.none", minimum=1000) == c.value for c in at.caption)
+
+
+def test_the_ranking_is_counted_once_per_filter_not_on_every_rerun(world, make_user, as_user, monkeypatch):
+    """Counting the ranking takes seconds at 50,000 stores: other widgets' reruns show the one counted."""
+    from core.funnel import queries
+
+    counted = []
+    real = queries.store_ranking
+
+    def counting(**kwargs):
+        counted.append(kwargs["min_guide_views"])
+        return real(**kwargs)
+
+    monkeypatch.setattr(queries, "store_ranking", counting)
+    as_user(make_user(Role.hq_operator))
+    at = open_funnel(run_app("funnel.py"))
+    at.toggle(key="funnel_rank_show").set_value(True).run()
+    at.number_input(key="funnel_rank_min").set_value(1).run()
+    ranked = [f.value for f in at.dataframe if t("funnel.col.branch") in f.value.columns]
+    at.selectbox(key="funnel_drill").set_value(world["north"].id).run()
+    assert not at.exception, at.exception
+    assert counted == [20, 1]  # the default threshold, then 1; the drill-down counted nothing again
+    shown = [f.value for f in at.dataframe if t("funnel.col.branch") in f.value.columns]
+    assert ranked and len(shown) == len(ranked) and all(a.equals(b) for a, b in zip(shown, ranked, strict=True))
+    at.selectbox(key="funnel_platform").set_value("app").run()
+    assert counted == [20, 1, 1]  # another filter: counted again

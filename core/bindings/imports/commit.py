@@ -1,4 +1,5 @@
-"""Committing a previewed binding sheet, all or nothing."""
+"""Committing a previewed binding sheet, all or nothing (PostgreSQL: one
+transaction, `_commit`; SQLite: an import run, core.bindings.imports.run_commit)."""
 
 import json
 from collections import defaultdict
@@ -18,6 +19,8 @@ from core.bindings.imports import standby_column
 from core.bindings.imports.history import _find_import
 from core.bindings.imports.judge import _ACCOUNT, Preview, PreviewRow, _load, _Snapshot, upload_branch
 from core.bindings.imports.read import _gc_paused
+from core.bindings.imports.run_commit import run_commit
+from core.import_runs import runs
 from db.fastsql import insert_many
 from db.models import AccountStatus, BindingEndReason, BindingImport, BindingImportRow, ImportRowOutcome
 from db.models.imports import BindingImportBranch
@@ -30,17 +33,20 @@ class AlreadyImported(DomainError):
 
 @dataclass(frozen=True)
 class CommitResult:
-    import_id: int
+    import_id: int | None  # None: the run is being finished by another process
     new_count: int
     changed_count: int
     unchanged_count: int
     accounts_created: int
+    run: runs.RunStatus | None = None  # the import run that wrote it (SQLite)
 
 
 
 def commit(*, session: Session, actor: Actor, preview: Preview, confirm_warnings: bool = False,
            confirm_unchecked: bool = False) -> CommitResult:
-    """Write a previewed sheet in the caller's transaction, all or nothing.
+    """Write a previewed sheet, all or nothing: on PostgreSQL in the caller's
+    transaction; on SQLite as an import run (core.bindings.imports.run_commit),
+    so call it there with nothing uncommitted in `session`.
 
     Refuses (and writes nothing) when any row is wrong, when warnings were not
     confirmed, when WeCom could not check the accounts and the operator did not
@@ -62,7 +68,11 @@ def commit(*, session: Session, actor: Actor, preview: Preview, confirm_warnings
             raise AlreadyImported("binding_import.already_imported", at=format_display(earlier.committed_at),
                                   user=earlier.uploaded_by_name, id=earlier.id)
     with _gc_paused:
-        return _commit(session, actor, preview, branch_id)
+        if not runs.is_sqlite(session):
+            return _commit(session, actor, preview, branch_id)
+        import_id, run = run_commit(session, actor, preview, branch_id)
+    return CommitResult(import_id, preview.new_count, preview.changed_count, preview.unchanged_count,
+                        preview.accounts_to_create, run)
 
 
 def _commit(session: Session, actor: Actor, preview: Preview, branch_id: int | None) -> CommitResult:
@@ -79,6 +89,8 @@ def _commit(session: Session, actor: Actor, preview: Preview, branch_id: int | N
     session.add(batch)
     session.flush()
     assert batch.id is not None  # assigned by the flush
+    # Under that lock: a store import being applied (an import run) refuses this one.
+    runs.refuse_while_applying(session)
     snap = _load(session, actor, branch_id, [r.values for r in preview.rows], lock=True)
     if snap.basis != preview.basis:
         raise ConcurrentEdit("binding_import.changed_since_preview")

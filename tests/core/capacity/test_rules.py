@@ -252,6 +252,11 @@ def test_template_with_unknown_placeholder_is_refused(session, make_user):
     assert saved == "【{级别}】{企微账号} 达到 {百分比}%"
 
 
+# What the 告警设置 form is opened with on a fresh database: the defaults.
+DEFAULT_THRESHOLDS = {"capacity.warn_pct": 70, "capacity.critical_pct": 90, "capacity.full_pct": 100,
+                      "capacity.hysteresis_pct": 5, "capacity.repeat_hours": 24}
+
+
 def test_thresholds_must_be_ordered(session, make_user):
     from base.errors import InvalidInput, PermissionDenied
     from core.capacity.alert_settings import save_thresholds
@@ -259,11 +264,11 @@ def test_thresholds_must_be_ordered(session, make_user):
     admin = make_user(Role.hq_admin)
     with pytest.raises(InvalidInput):
         save_thresholds(session=session, actor=admin.actor, warn=90, critical=80, full=100, hysteresis=5,
-                        repeat_hours=24)
+                        repeat_hours=24, seen=DEFAULT_THRESHOLDS)
     viewer = make_user(Role.viewer)
     with pytest.raises(PermissionDenied):
         save_thresholds(session=session, actor=viewer.actor, warn=60, critical=80, full=100, hysteresis=5,
-                        repeat_hours=24)
+                        repeat_hours=24, seen=DEFAULT_THRESHOLDS)
 
 
 def test_a_branch_scoped_operator_manages_only_its_branch_channels_not_chain_wide_settings(session, org,
@@ -275,7 +280,8 @@ def test_a_branch_scoped_operator_manages_only_its_branch_channels_not_chain_wid
 
     agency = make_user(Role.hq_operator, org["south"]).actor
     with pytest.raises(PermissionDenied) as error:
-        save_thresholds(session=session, actor=agency, warn=60, critical=80, full=100, hysteresis=5, repeat_hours=24)
+        save_thresholds(session=session, actor=agency, warn=60, critical=80, full=100, hysteresis=5, repeat_hours=24,
+                        seen=DEFAULT_THRESHOLDS)
     assert error.value.key == "settings.chain_wide_only"
     with pytest.raises(PermissionDenied):
         save_template(session=session, actor=agency, text="{企微账号} 快满了")
@@ -294,6 +300,7 @@ def test_a_branch_scoped_operator_manages_only_its_branch_channels_not_chain_wid
     assert session.exec(select(SettingOverride)).all() == []
     # An unscoped HQ operator sets them.
     hq = make_user(Role.hq_operator).actor
-    save_thresholds(session=session, actor=hq, warn=60, critical=80, full=100, hysteresis=5, repeat_hours=24)
+    save_thresholds(session=session, actor=hq, warn=60, critical=80, full=100, hysteresis=5, repeat_hours=24,
+                    seen=DEFAULT_THRESHOLDS)
     session.commit()
     assert settings_store.effective(session=session, key="capacity.warn_pct") == 60

@@ -1,5 +1,6 @@
 """获客链接 (issue 11 item 4) against the simulator over HTTP: one link per store with a
 code while links are on, following the code's member, deleted when the store closes;
+WeCom's refusals kept on the code in words; a link a killed run made adopted, never doubled;
 the quota read with one alert per low episode; each link's daily figures stored and
 summed per branch and store; a link handed to the App adds through the store's state."""
 
@@ -9,13 +10,17 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from base.problems import Problem
 from base.timeutil import display_zone
 from core import settings_store
 from core.auth.permissions import system_actor
 from core.bindings import entries
 from core.codes import links
 from core.codes.links import link_figures, pull_statistics, read_quota, sync_links
+from core.codes.service import code_of_store
+from core.wecom.client import LINK_NOT_FOUND, WeComError
 from db.models import AlertChannel, AlertDelivery, ContactCode, LinkStatistic, Role
+from i18n import error_text
 from tests.support.capacity import client_for, start_simulator
 from tests.support.factories import bind, find_store, give_code
 
@@ -170,3 +175,105 @@ def test_daily_figures_are_stored_and_summed_per_branch_and_store(engine, sessio
     manager = make_user(Role.branch_manager, org["south"]).actor
     assert [f.key for f in link_figures(session=session, actor=manager, start=date(2026, 12, 1),
                                         end=date(2026, 12, 3))] == ["000201"]
+
+
+class Killed(Exception):
+    """The sidecar dies: nothing after this point runs."""
+
+
+def test_a_refused_link_is_stored_on_the_code_in_words_until_wecom_takes_it(engine, session, org, sim):
+    links_on(session)
+    sim.set_members({"kf09": {"name": "kf09", "customer_contact": False}})
+    bind(session, "000101", "kf09")
+    bind(session, "000102", "kf02")
+    with client_for(sim) as client:
+        assert sync_links(engine=engine, client=client).created == 1
+        code = code_of(session, "000101")
+        assert code.link_id is None and code.link_pending_since is None   # WeCom answered: nothing to adopt
+        shown = code_of_store(session=session, actor=SYSTEM, store_id=find_store(session, "000101").id)
+        assert shown.link_problem.key == "wecom.reason.no_customer_contact_permission"
+        assert "84074" in error_text(shown.link_problem)
+        assert code_of(session, "000102").link_problem is None
+
+        # a refused update is kept too, and the link stays as WeCom has it
+        give_code(session, find_store(session, "000102"), "kf09")
+        assert sync_links(engine=engine, client=client).failed == 2
+        moved = code_of(session, "000102")
+        assert moved.link_userid == "kf02" and "84074" in error_text(Problem.decode(moved.link_problem))
+
+        # the next calls WeCom takes clear both
+        sim.set_members({"kf09": {"name": "kf09", "customer_contact": True}})
+        result = sync_links(engine=engine, client=client)
+    assert (result.created, result.updated, result.failed) == (1, 1, 0)
+    assert code_of(session, "000101").link_problem is None and code_of(session, "000102").link_problem is None
+
+
+def test_killed_between_create_link_and_the_database_the_next_run_keeps_the_link_made(
+        engine, session, org, sim, monkeypatch):
+    links_on(session)
+    bind(session, "000101", "kf01")
+    bind(session, "000102", "kf02")
+    with client_for(sim) as client:
+        real_create = client.create_link
+
+        def create_then_die(**kwargs):
+            real_create(**kwargs)
+            raise Killed
+
+        monkeypatch.setattr(client, "create_link", create_then_die)
+        with pytest.raises(Killed):
+            sync_links(engine=engine, client=client)
+        assert len(sim.links.links) == 2                        # WeCom made them, we never recorded them
+        assert all(code_of(session, crm).link_pending_since is not None for crm in ("000101", "000102"))
+        monkeypatch.setattr(client, "create_link", real_create)
+
+        result = sync_links(engine=engine, client=client)
+        assert (result.adopted, result.created) == (2, 0)
+        assert len(sim.links.links) == 2                        # never a second link
+        for crm, userid in (("000101", "kf01"), ("000102", "kf02")):
+            code = code_of(session, crm)
+            link = sim.links.links[code.link_id]
+            assert link.users == [userid] and link.name == find_store(session, crm).name[:30]
+            assert (code.link_url, code.link_userid, code.link_pending_since) == (
+                sim.links.url_of(code.link_id), userid, None)
+        assert sync_links(engine=engine, client=client).created == 0
+
+
+def test_a_link_made_for_a_store_closed_since_is_adopted_and_deleted(engine, session, org, sim, monkeypatch):
+    links_on(session)
+    bind(session, "000101", "kf01")
+    with client_for(sim) as client:
+        real_create = client.create_link
+
+        def create_then_die(**kwargs):
+            real_create(**kwargs)
+            raise Killed
+
+        monkeypatch.setattr(client, "create_link", create_then_die)
+        with pytest.raises(Killed):
+            sync_links(engine=engine, client=client)
+        monkeypatch.setattr(client, "create_link", real_create)
+        store = find_store(session, "000101")
+        store.status = "closed"
+        session.add(store)
+        session.commit()
+        result = sync_links(engine=engine, client=client)
+    assert (result.adopted, result.deleted, result.created) == (1, 1, 0)
+    assert sim.links.links == {}                                # no orphan left in WeCom
+    assert code_of(session, "000101").link_id is None
+
+
+def test_the_simulator_lists_and_reads_links_as_wecom_documents(sim):
+    with client_for(sim) as client:
+        made = [client.create_link(link_name=f"门店{n}", user_list=["kf01"])[0] for n in range(105)]
+        first = client.call("externalcontact/customer_acquisition/list_link", method="POST",
+                            body={"limit": 500, "cursor": ""})
+        assert len(first["link_id_list"]) == 100 and first["next_cursor"]
+        assert sorted(client.list_links()) == sorted(made)
+        link = client.get_link(made[0])
+        assert (link["link_name"], link["user_list"], link["url"]) == ("门店0", ["kf01"], sim.links.url_of(made[0]))
+        assert isinstance(link["create_time"], int)
+        client.delete_link(made[0])
+        with pytest.raises(WeComError) as refused:
+            client.get_link(made[0])
+    assert refused.value.errcode == LINK_NOT_FOUND

@@ -177,6 +177,35 @@ def test_killed_between_wecom_and_the_database_the_next_run_keeps_the_way_made(
     assert sync_codes(engine=engine, client=client).created == 0
 
 
+def test_a_way_made_for_a_store_closed_since_is_adopted_then_deleted(
+        engine, session, bound, sim, client, monkeypatch):
+    real_add = client.add_contact_way
+
+    def add_then_die(**kwargs):
+        real_add(**kwargs)
+        raise Killed
+
+    monkeypatch.setattr(client, "add_contact_way", add_then_die)
+    with pytest.raises(Killed):
+        sync_codes(engine=engine, client=client, concurrency=1)
+    monkeypatch.setattr(client, "add_contact_way", real_add)
+    made = sim.codes.by_state()
+    orphan_state = sorted(made)[0]
+    [orphan] = made[orphan_state]
+    # Before the next run that store closes.
+    store = find_store(session, orphan_state)
+    store.status = "closed"
+    session.add(store)
+    session.commit()
+
+    result = sync_codes(engine=engine, client=client)
+    assert (result.adopted, result.deleted) == (len(made), 1)
+    assert orphan.config_id not in sim.codes.ways                 # no orphan code left serving customers
+    assert orphan_state not in sim.codes.by_state()
+    assert code_of(session, orphan_state).pending_since is None
+    assert all(len(ways) == 1 for ways in sim.codes.by_state().values())
+
+
 def stale_alerts(session: Session) -> list[str]:
     session.expire_all()
     return [d.text for d in session.exec(select(AlertDelivery)).all() if "门店活码未切换" in d.text]

@@ -1,0 +1,1 @@
+"""Imports committed in bounded chunks (import runs): staging, the check, applying, resuming."""
