@@ -87,6 +87,10 @@ def count_age(row: usage_service.AccountUsage) -> str:
     return t("capacity.age.watched", age=age) if row.watched else age
 
 
+RISK_COLUMNS = {"userid": 90, "name": 90, "branch": 64, "store": 90, "serving": 56, "standby": 70, "count": 56,
+                "count_age": 120, "limit": 64, "growth": 50, "days_to_full": 64, "sync_error": 64}
+
+
 def usage_frame(rows: list[usage_service.AccountUsage], ready: dict[int, bool]) -> pd.DataFrame:
     return pd.DataFrame([{
         t("capacity.col.userid"): r.userid, t("capacity.col.name"): r.name,
@@ -131,8 +135,11 @@ else:
                              days=f"{row.days_to_full:.1f}"))
 
     st.subheader(t("capacity.risk_list"))
+    # Widths that keep all 13 columns inside 1440 px; a cut text shows whole on hover.
     table(usage_frame(shown, ready), column_config={
-        t("capacity.col.usage"): st.column_config.ProgressColumn(format="%.1f%%", min_value=0, max_value=100)})
+        **{t(f"capacity.col.{name}"): st.column_config.Column(width=width) for name, width in RISK_COLUMNS.items()},
+        t("capacity.col.usage"): st.column_config.ProgressColumn(format="%.1f%%", min_value=0, max_value=100,
+                                                                 width=90)})
     pager(total, "capacity_list")
     download_buttons(whole_list, t("capacity.title"), [
         (t("capacity.branch_filter"), branch_names.get(branch_id, t("common.all"))),

@@ -5,6 +5,7 @@ Under CI=true a missing Chromium or PostgreSQL fails the test instead of
 skipping it.
 """
 
+import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -69,6 +70,17 @@ def engine(db_url: str):
 def session(engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as s:
         yield s
+
+
+@pytest.fixture
+def settled_heap() -> Iterator[None]:
+    """For tests that time answers: what earlier tests left on the heap is moved out of the
+    garbage collector's way (gc.freeze), so a collection during the test scans what the
+    console itself holds, as in a console process, not a whole test session's leftovers."""
+    gc.collect()
+    gc.freeze()
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 20,000-row binding sheet commits on SQLite: the commit is an import run applied
 in chunks that hold the write lock about 0.2 s each and pause between them."""
 
+import pytest
 from sqlmodel import Session, select
 
 from core.bindings.imports import commit, judge, read
@@ -9,6 +10,8 @@ from core.directory import stores
 from db.models import BindingImport, ImportRun
 from tests.support.binding_sheets import csv_bytes
 from tests.web.test_answers_during_an_import import ACTOR, STORES, answer_times_during_the_import, client, imported
+
+pytestmark = pytest.mark.usefixtures("settled_heap")  # they time answers
 
 __all__ = ["client", "imported"]  # the fixtures, shared with the store import's test
 

@@ -22,6 +22,8 @@ from db.models import ImportRun
 from tests.support.factories import find_store, make_account, make_binding
 from tests.web.test_wecom_callback import CORP, KEY, TOKEN, contact_xml, deliver
 
+pytestmark = pytest.mark.usefixtures("settled_heap")  # they time answers
+
 ACTOR = system_actor("crm")
 STORES = 20_000
 

@@ -193,6 +193,7 @@ def _answer_times_during_a_roll_up(client, session, history, backlog: int) -> li
     return answer_times
 
 
+@pytest.mark.usefixtures("settled_heap")
 def test_answers_within_a_second_while_a_roll_up_works_through_a_backlog(client, session, history):
     """On SQLite the roll-up holds the write lock while it takes in a chunk;
     the chunks are short enough that a callback waiting for it still answers
@@ -201,6 +202,7 @@ def test_answers_within_a_second_while_a_roll_up_works_through_a_backlog(client,
     assert max(answer_times) < 1.0, answer_times
 
 
+@pytest.mark.usefixtures("settled_heap")
 def test_answers_within_a_second_on_a_machine_where_chunks_are_slow(client, session, history, monkeypatch):
     """A slow or busy machine (here: every fact costs 0.2 ms more while the
     lock is held, so a chunk of 5,000 would hold it a second) takes smaller
@@ -217,6 +219,7 @@ def test_answers_within_a_second_on_a_machine_where_chunks_are_slow(client, sess
     assert max(answer_times) < 1.0, answer_times
 
 
+@pytest.mark.usefixtures("settled_heap")
 def test_answers_within_a_second_when_the_pause_between_chunks_is_slept_through(client, session, history,
                                                                               monkeypatch):
     """On a busy machine a callback waiting for the lock may wake after the

@@ -19,6 +19,8 @@ from core.wecom.client import forget_tokens
 from db.models import JobRequest, UnassignedCustomer
 from tests.support.capacity import bind_accounts, start_simulator
 
+pytestmark = pytest.mark.usefixtures("settled_heap")  # they time answers
+
 TOKEN, CORP = "QDG6eK", "wwsimulator"
 KEY = "jWmYm7qr5nMoAUwZRjGtBxmz3KA1tkAj3ykkR6q2B2C"
 CRYPTO = CallbackCrypto(TOKEN, KEY, CORP)

@@ -250,6 +250,7 @@ def test_the_switch_skips_its_tick_during_a_run_and_switches_after(engine, sessi
     assert current_userid(session, store) == "ready.one"
 
 
+@pytest.mark.usefixtures("settled_heap")  # it times the answer
 def test_a_member_left_during_a_run_is_recorded_at_once_and_handed_over_after(engine, session, small_steps,
                                                                               monkeypatch):
     prepared(session)
