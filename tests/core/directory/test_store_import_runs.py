@@ -26,6 +26,7 @@ from db.models import AuditEntry, Binding, BindingImport, Branch, ImportRun, Imp
 from i18n import error_text
 from tests.support.binding_sheets import csv_bytes
 from tests.support.factories import bind, find_store, make_org
+from tests.support.import_runs import Killed, killed_after_chunks
 
 ACTOR = system_actor("crm")
 HEADER = "分公司编码,分公司名称,CRM门店ID,门店名称,状态\n"
@@ -72,25 +73,6 @@ def small_steps(monkeypatch):
     """Steps of 20 stores and no pause, so that 600 stores make many chunks quickly."""
     monkeypatch.setattr(stores, "STEP_STORES", 20)
     monkeypatch.setattr(runs, "TURN_SECONDS", 0)
-
-
-class Killed(Exception):
-    pass
-
-
-def killed_after_chunks(monkeypatch, chunks: int) -> None:
-    """The process dies in the pause after the `chunks`-th chunk (its work committed)."""
-    pauses = []
-
-    def pause(_seconds: float) -> None:
-        with Session(get_engine()) as looking:
-            applying = looking.exec(select(ImportRun).where(ImportRun.state == "applying")).first()
-        if applying is not None:  # not a pause between batches of staged steps
-            pauses.append(True)
-            if len(pauses) == chunks:
-                raise Killed
-
-    monkeypatch.setattr(runs, "sleep", pause)
 
 
 def abandoned(session: Session) -> ImportRun:

@@ -44,6 +44,7 @@ from db.models.imports import BindingImportBranch
 from i18n import error_text
 from tests.support.binding_sheets import HEADERS, csv_bytes
 from tests.support.factories import find_store, make_account, make_binding, make_branch, make_store
+from tests.support.import_runs import Killed, killed_after_chunks
 
 ACTOR = system_actor("crm")
 STORES = 60
@@ -113,25 +114,6 @@ def small_steps(monkeypatch):
     monkeypatch.setattr(run_commit, "STEP_ROWS", 5)
     monkeypatch.setattr(run_commit, "STEP_SHEET_ROWS", 10)
     monkeypatch.setattr(runs, "TURN_SECONDS", 0)
-
-
-class Killed(Exception):
-    pass
-
-
-def killed_after_chunks(monkeypatch, chunks: int) -> None:
-    """The process dies in the pause after the `chunks`-th chunk (its work committed)."""
-    pauses = []
-
-    def pause(_seconds: float) -> None:
-        with Session(get_engine()) as looking:
-            applying = looking.exec(select(ImportRun).where(ImportRun.state == "applying")).first()
-        if applying is not None:  # not a pause between batches of staged steps
-            pauses.append(True)
-            if len(pauses) == chunks:
-                raise Killed
-
-    monkeypatch.setattr(runs, "sleep", pause)
 
 
 def half_applied(session: Session, monkeypatch, chunks: int = 2) -> ImportRun:
