@@ -6,6 +6,7 @@ from base.problems import Problem
 from base.timeutil import format_display, to_display
 from console.ui.actions import showing_errors
 from console.ui.context import db, page_actor
+from console.ui.freshness import count_age
 from console.ui.records import figures_text, job_name
 from console.ui.sync_now import sync_now
 from console.ui.text import md
@@ -14,7 +15,7 @@ from core.auth.permissions import Capability
 from core.bindings import standby
 from core.capacity import usage as usage_service
 from core.capacity.evaluate import thresholds
-from core.capacity.watch import watch_rules
+from core.capacity.watch import Freshness, watch_rules
 from core.directory.jobs import SYNC_MEMBERS_JOB
 from core.scheduling import jobs, lease
 from i18n import error_text, t
@@ -68,23 +69,8 @@ if summary.stale:
     st.warning(t("capacity.watch.stale_summary", count=f"{summary.stale:,}"))
 
 
-def count_age(row: usage_service.AccountUsage) -> str:
-    """How old the count is, flagged once older than twice its sync interval; an account
-    watched closely says so (the table has no room for a column of its own)."""
-    seconds = row.count_age_seconds
-    if seconds is None:
-        age = t("capacity.age.never")
-    elif seconds < 60:
-        age = t("capacity.age.now")
-    elif seconds < 3600:
-        age = t("capacity.age.minutes", minutes=int(seconds // 60))
-    elif seconds < 86400:
-        age = t("capacity.age.hours", hours=int(seconds // 3600))
-    else:
-        age = t("capacity.age.days", days=int(seconds // 86400))
-    if row.stale and seconds is not None:
-        age = t("capacity.age.stale", age=age)
-    return t("capacity.age.watched", age=age) if row.watched else age
+def row_age(row: usage_service.AccountUsage) -> str:
+    return count_age(Freshness(row.watched, row.count_age_seconds, row.stale))
 
 
 RISK_COLUMNS = {"userid": 90, "name": 90, "branch": 64, "store": 90, "serving": 56, "standby": 70, "count": 56,
@@ -98,7 +84,7 @@ def usage_frame(rows: list[usage_service.AccountUsage], ready: dict[int, bool]) 
         t("capacity.col.serving"): t("common.yes") if r.serving else t("common.no"),
         t("capacity.col.standby"): "" if r.account_id not in ready else
         t("standby.switch_ready" if ready[r.account_id] else "standby.no_standby"),
-        t("capacity.col.count"): r.customer_count, t("capacity.col.count_age"): count_age(r),
+        t("capacity.col.count"): r.customer_count, t("capacity.col.count_age"): row_age(r),
         t("capacity.col.limit"): r.capacity_limit,
         t("capacity.col.usage"): round(r.pct, 1),
         t("capacity.col.growth"): None if r.growth_per_day is None else round(r.growth_per_day, 1),
@@ -125,7 +111,7 @@ else:
             st.progress(min(row.pct / 100, 1.0), text=md(
                 "capacity.gauge_label", name=row.name or row.userid, userid=row.userid,
                 branch=row.branch_name or t("common.none"), count=f"{row.customer_count:,}",
-                limit=f"{row.capacity_limit:,}") + f" · {row.pct:.1f}% · {count_age(row)}")
+                limit=f"{row.capacity_limit:,}") + f" · {row.pct:.1f}% · {row_age(row)}")
             if row.customer_count >= row.capacity_limit:
                 st.caption(t("capacity.gauge_full" if row.serving else "capacity.gauge_full_replaced"))
             elif row.days_to_full is None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import Float, and_, case, cast, false, func, literal, not_, or_
+from sqlalchemy import Float, and_, case, cast, func, literal, not_
 from sqlalchemy.orm import aliased
 from sqlmodel import Session, col, select
 
@@ -16,11 +16,11 @@ from core.auth.permissions import Actor, Capability, require
 from core.capacity.growth import GROWTH_WINDOW, first_points, growth_per_day, keep_fresh
 from core.capacity.rules import usage_pct
 from core.capacity.watch import (
-    HOT_INTERVAL_SECONDS,
-    STALE_AFTER_INTERVALS,
     SYNCED_STATUSES,
     WatchRules,
     freshness,
+    hot_condition,
+    stale_condition,
     watch_rules,
 )
 from db.fastsql import one_of
@@ -122,27 +122,14 @@ class _Listing:
         self.days_to_full = case((count >= limit, literal(0.0)), (growth > 0, cast(limit - count, Float) / growth),
                                  else_=None)
         self.serving = col(self.binding.id).is_not(None)
-        near = [and_(count * 100 >= limit * (level - self.rules.band), count * 100 < limit * level)
-                for level in self.rules.levels]
-        # Never NULL (a NULL would drop out of NOT …): an account without a growth is not growing fast.
-        self.watched = or_(false(), *near, and_(growth.is_not(None), limit > 0,
-                                                growth * 100 >= limit * self.rules.fast_growth))
-        # Older than the earlier cut is stale whether watched or not; only between the two cuts
-        # does being watched decide (written so, the cheap comparisons go first).
-        synced_at = col(Account.count_synced_at)
-        hot_cut, cold_cut = self._cut(HOT_INTERVAL_SECONDS), self._cut(self.rules.cold_interval)
-        self.stale = or_(synced_at.is_(None), synced_at < min(hot_cut, cold_cut),
-                         *([and_(synced_at < hot_cut, self.watched)] if hot_cut > cold_cut else []),
-                         *([and_(synced_at < cold_cut, not_(self.watched))] if cold_cut > hot_cut else []))
+        self.watched = hot_condition(self.rules, growth_per_day=growth)
+        self.stale = stale_condition(self.rules, self.now, growth_per_day=growth)
 
     @staticmethod
     def at_least(level: int) -> Any:
         """usage_pct(...) >= level, in whole numbers."""
         limit = col(Account.capacity_limit)
         return and_(limit > 0, col(Account.customer_count) * 100 >= limit * level)
-
-    def _cut(self, interval: int) -> datetime:
-        return self.now - timedelta(seconds=STALE_AFTER_INTERVALS * interval)
 
     def select(self, *columns: Any, placed: bool = False, at_least_pct: int | None = None,
                account_id: int | None = None):
